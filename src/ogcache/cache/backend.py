@@ -1,0 +1,87 @@
+"""The contract every cache store implements: a small set of async byte-level commands.
+
+Backends know nothing of namespaces, codecs or statistics; the :class:`~ogcache.cache.Cache`
+front end adds those around every call. Keys are full keys (application prefix included);
+values are bytes; TTLs are seconds (fractions allowed). A backend translates its driver's
+errors into :class:`~ogcache.cache.exceptions.BackendError` in one place.
+
+A new store is one new module in ``ogcache.cache.backends`` plus one line in its URL-scheme
+registry.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
+
+__all__ = ["BackendInfo", "CacheBackend", "KeyCount"]
+
+
+@dataclass(frozen=True, slots=True)
+class KeyCount:
+    """How many keys match a prefix. ``complete`` is False when counting stopped at its limit."""
+
+    count: int
+    complete: bool
+
+
+@dataclass(frozen=True, slots=True)
+class BackendInfo:
+    """What a backend can tell about itself; ``None`` where it cannot tell."""
+
+    backend: str
+    memory_used_bytes: int | None = None
+    memory_limit_bytes: int | None = None
+    eviction_policy: str | None = None
+
+
+@runtime_checkable
+class CacheBackend(Protocol):
+    """Async byte store with TTLs. Each ``_many`` call is one round trip to the store."""
+
+    name: str
+
+    async def get(self, key: str) -> bytes | None:
+        """The value, or ``None`` when absent or expired."""
+        ...
+
+    async def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
+        """Values in the order of ``keys``; ``None`` for each absent one."""
+        ...
+
+    async def set(self, key: str, value: bytes, ttl: float) -> None:
+        """Store ``value`` for ``ttl`` seconds, replacing any previous value."""
+        ...
+
+    async def set_many(self, items: Sequence[tuple[str, bytes, float]]) -> None:
+        """Store ``(key, value, ttl)`` triples."""
+        ...
+
+    async def delete(self, key: str) -> bool:
+        """Remove ``key``; True when it existed."""
+        ...
+
+    async def delete_many(self, keys: Sequence[str]) -> int:
+        """Remove ``keys``; the number that existed."""
+        ...
+
+    async def delete_prefix(self, prefix: str) -> int:
+        """Remove every key that starts with the literal ``prefix``, in bounded batches."""
+        ...
+
+    async def count_prefix(self, prefix: str, limit: int) -> KeyCount:
+        """Count keys starting with the literal ``prefix``, looking at no more than ``limit``."""
+        ...
+
+    async def info(self) -> BackendInfo:
+        """Memory use and limits, where the store can tell."""
+        ...
+
+    async def ping(self) -> None:
+        """Return when the store answers; raise ``BackendError`` otherwise."""
+        ...
+
+    async def close(self) -> None:
+        """Release connections. The backend must not be used afterwards."""
+        ...

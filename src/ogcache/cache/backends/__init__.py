@@ -1,0 +1,69 @@
+"""Cache stores, one module each, chosen by URL scheme.
+
+``memory://`` (or no URL) is the in-process store; ``redis://``, ``rediss://`` and ``unix://``
+name a Redis server. Adding a store: a module here implementing
+:class:`~ogcache.cache.backend.CacheBackend` and one line in ``_FACTORIES``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+from ogcache.cache.backend import CacheBackend
+from ogcache.cache.backends.memory import MemoryBackend
+from ogcache.cache.backends.redis import RedisBackend
+from ogcache.cache.exceptions import CacheConfigurationError
+
+__all__ = ["BackendOptions", "MemoryBackend", "RedisBackend", "create_backend"]
+
+
+@dataclass(frozen=True, slots=True)
+class BackendOptions:
+    """Tuning shared by all stores; each store reads the options that apply to it."""
+
+    timeout: float = 0.5
+    connect_timeout: float = 0.5
+    max_connections: int = 64
+    pool_timeout: float = 1.0
+    memory_max_entries: int = 10_000
+    memory_max_bytes: int = 64 * 1024 * 1024
+
+
+def _memory(url: str, options: BackendOptions) -> CacheBackend:
+    return MemoryBackend(max_entries=options.memory_max_entries, max_bytes=options.memory_max_bytes)
+
+
+def _redis(url: str, options: BackendOptions) -> CacheBackend:
+    return RedisBackend(
+        url,
+        timeout=options.timeout,
+        connect_timeout=options.connect_timeout,
+        max_connections=options.max_connections,
+        pool_timeout=options.pool_timeout,
+    )
+
+
+_FACTORIES: dict[str, Callable[[str, BackendOptions], CacheBackend]] = {
+    "memory": _memory,
+    "redis": _redis,
+    "rediss": _redis,
+    "unix": _redis,
+}
+
+
+def create_backend(url: str | None, options: BackendOptions | None = None) -> CacheBackend:
+    """The store a URL names; ``None`` or ``""`` means the in-process memory store."""
+    options = options or BackendOptions()
+    if not url:
+        return _memory("memory://", options)
+    scheme = urlsplit(url).scheme.lower()
+    factory = _FACTORIES.get(scheme)
+    if factory is None:
+        known = ", ".join(f"{name}://" for name in sorted(_FACTORIES))
+        raise CacheConfigurationError(
+            f"unsupported cache URL scheme {scheme + '://' if scheme else '(none)'}; "
+            f"use one of {known}"
+        )
+    return factory(url, options)

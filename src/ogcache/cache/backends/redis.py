@@ -1,0 +1,182 @@
+"""Redis backend: redis-py asyncio with hiredis, one blocking pool, short timeouts.
+
+redis-py's defaults suit a database client, not a cache: its pool raises
+``MaxConnectionsError`` as soon as every connection is busy, and its default retry policy
+spends seconds per call on a dead server. Here the pool makes callers wait (bounded by
+``pool_timeout``) for a free connection, every read is bounded by ``timeout``, and a failed
+connection is retried once, immediately, so a restarted Redis costs one error, not many.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any, cast
+
+from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio.connection import AbstractConnection
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisError
+
+from ogcache.cache.backend import BackendInfo, KeyCount
+from ogcache.cache.exceptions import BackendError, CacheConfigurationError
+
+__all__ = ["RedisBackend", "escape_glob"]
+
+_GLOB_SPECIALS = re.compile(r"([\\*?\[\]])")
+
+
+def escape_glob(literal: str) -> str:
+    """Escape Redis glob characters so ``literal`` matches only itself in ``SCAN MATCH``."""
+    return _GLOB_SPECIALS.sub(r"\\\1", literal)
+
+
+@contextmanager
+def _translated(operation: str) -> Iterator[None]:
+    """The one place where driver errors become :class:`BackendError`."""
+    try:
+        yield
+    except (RedisError, OSError, TimeoutError) as exc:
+        raise BackendError(f"redis {operation} failed: {type(exc).__name__}: {exc}") from exc
+
+
+class RedisBackend:
+    """A Redis server (``redis://``, ``rediss://`` or ``unix://`` URL)."""
+
+    name = "redis"
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        timeout: float = 0.5,
+        connect_timeout: float = 0.5,
+        max_connections: int = 64,
+        pool_timeout: float = 1.0,
+        scan_batch: int = 1000,
+        connection_class: type[AbstractConnection] | None = None,
+    ) -> None:
+        for option, value in (
+            ("timeout", timeout),
+            ("connect_timeout", connect_timeout),
+            ("pool_timeout", pool_timeout),
+        ):
+            if not value > 0:
+                raise CacheConfigurationError(f"redis backend: {option} must be > 0 seconds")
+        if max_connections < 1:
+            raise CacheConfigurationError("redis backend: max_connections must be >= 1")
+        extra: dict[str, Any] = {}
+        if connection_class is not None:
+            extra["connection_class"] = connection_class
+        try:
+            pool = BlockingConnectionPool.from_url(
+                url,
+                max_connections=max_connections,
+                timeout=pool_timeout,
+                socket_timeout=timeout,
+                socket_connect_timeout=connect_timeout,
+                retry=Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,)),
+                **extra,
+            )
+        except ValueError as exc:
+            raise CacheConfigurationError(f"redis backend: invalid URL: {exc}") from exc
+        self._pool = pool
+        self._client: Redis = Redis(connection_pool=pool)
+        self._scan_batch = scan_batch
+
+    async def get(self, key: str) -> bytes | None:
+        with _translated("GET"):
+            return cast("bytes | None", await self._client.get(key))
+
+    async def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
+        if not keys:
+            return []
+        with _translated("MGET"):
+            return cast("list[bytes | None]", await self._client.mget(keys))
+
+    async def set(self, key: str, value: bytes, ttl: float) -> None:
+        with _translated("SET"):
+            await self._client.set(key, value, px=_milliseconds(ttl))
+
+    async def set_many(self, items: Sequence[tuple[str, bytes, float]]) -> None:
+        if not items:
+            return
+        with _translated("SET (pipeline)"):
+            async with self._client.pipeline(transaction=False) as pipe:
+                for key, value, ttl in items:
+                    pipe.set(key, value, px=_milliseconds(ttl))
+                await pipe.execute()
+
+    async def delete(self, key: str) -> bool:
+        with _translated("UNLINK"):
+            return bool(await self._client.unlink(key))
+
+    async def delete_many(self, keys: Sequence[str]) -> int:
+        if not keys:
+            return 0
+        with _translated("UNLINK"):
+            deleted: int = await self._client.unlink(*keys)
+            return deleted
+
+    async def delete_prefix(self, prefix: str) -> int:
+        deleted = 0
+        batch: list[bytes] = []
+        with _translated("SCAN/UNLINK"):
+            async for key in self._client.scan_iter(
+                match=escape_glob(prefix) + "*", count=self._scan_batch
+            ):
+                batch.append(key)
+                if len(batch) >= self._scan_batch:
+                    deleted += await self._client.unlink(*batch)
+                    batch.clear()
+            if batch:
+                deleted += await self._client.unlink(*batch)
+        return deleted
+
+    async def count_prefix(self, prefix: str, limit: int) -> KeyCount:
+        pattern = escape_glob(prefix) + "*"
+        cursor: int = 0
+        count = 0
+        examined = 0
+        with _translated("SCAN"):
+            while True:
+                cursor, keys = await self._client.scan(
+                    cursor=cursor, match=pattern, count=self._scan_batch
+                )
+                count += len(keys)
+                examined += self._scan_batch
+                if cursor == 0:
+                    return KeyCount(count, complete=True)
+                if examined >= limit:
+                    return KeyCount(count, complete=False)
+
+    async def info(self) -> BackendInfo:
+        with _translated("INFO memory"):
+            memory = await self._client.info("memory")
+        limit = int(memory.get("maxmemory", 0))
+        return BackendInfo(
+            backend=self.name,
+            memory_used_bytes=int(memory["used_memory"]),
+            memory_limit_bytes=limit or None,
+            eviction_policy=str(memory.get("maxmemory_policy", "")) or None,
+        )
+
+    async def ping(self) -> None:
+        with _translated("PING"):
+            await self._client.ping()
+
+    async def close(self) -> None:
+        await self._client.aclose()
+        await self._pool.disconnect()
+
+    def __repr__(self) -> str:
+        kwargs = self._pool.connection_kwargs
+        where = kwargs.get("path") or f"{kwargs.get('host')}:{kwargs.get('port')}"
+        return f"RedisBackend({where}, db={kwargs.get('db', 0)})"
+
+
+def _milliseconds(ttl: float) -> int:
+    return max(1, int(ttl * 1000))

@@ -1,0 +1,92 @@
+"""Namespaces: a family of cache entries with one TTL, one codec and one key layout.
+
+A full key is ``{prefix}:{name}:v{version}:{key}``. The application prefix keeps this
+application's keys apart from anything else in a shared Redis; the version lets a deploy that
+changes a value's shape bump it, so new code never reads values written by old code (old keys
+simply expire).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any, Final, Generic, TypeVar
+
+from ogcache.cache.codec import Codec, JsonCodec
+from ogcache.cache.exceptions import InvalidKeyError
+
+__all__ = ["MAX_KEY_LENGTH", "Namespace", "validate_prefix"]
+
+T = TypeVar("T")
+
+MAX_KEY_LENGTH: Final = 512
+_NAME = re.compile(r"^[a-z0-9][a-z0-9_.:-]*[a-z0-9_]$|^[a-z0-9]$")
+_FORBIDDEN_IN_PART = re.compile(r"[\s\x00-\x1f\x7f]")
+
+
+def validate_prefix(prefix: str, *, what: str = "prefix") -> str:
+    """Check a literal key prefix: non-empty, printable, no whitespace, bounded length."""
+    if not prefix:
+        raise InvalidKeyError(f"{what} must not be empty")
+    if len(prefix) > MAX_KEY_LENGTH:
+        raise InvalidKeyError(f"{what} is {len(prefix)} characters; the limit is {MAX_KEY_LENGTH}")
+    if _FORBIDDEN_IN_PART.search(prefix):
+        raise InvalidKeyError(f"{what} {prefix!r} contains whitespace or control characters")
+    return prefix
+
+
+@dataclass(frozen=True, slots=True)
+class Namespace(Generic[T]):
+    """A named family of entries.
+
+    ``ttl`` is in seconds. ``log_keys=False`` keeps the namespace's keys out of log records
+    (for keys derived from secrets, even hashed). ``negative_ttl``, when set, lets
+    ``get_or_load`` cache a ``None`` ("not found") result for that many seconds; when unset,
+    ``None`` results are not cached. Build keys with :meth:`key`.
+    """
+
+    name: str
+    ttl: float
+    version: int = 1
+    codec: Codec[T] = field(default_factory=JsonCodec)
+    negative_ttl: float | None = None
+    log_keys: bool = True
+
+    def __post_init__(self) -> None:
+        if not _NAME.match(self.name):
+            raise InvalidKeyError(
+                f"namespace name {self.name!r} must be lower-case letters, digits and "
+                "'_.:-', starting and ending with a letter or digit"
+            )
+        if not self.ttl > 0:
+            raise InvalidKeyError(f"namespace {self.name!r}: ttl must be > 0 seconds")
+        if self.negative_ttl is not None and not self.negative_ttl > 0:
+            raise InvalidKeyError(f"namespace {self.name!r}: negative_ttl must be > 0 seconds")
+        if self.version < 1:
+            raise InvalidKeyError(f"namespace {self.name!r}: version must be >= 1")
+
+    @property
+    def key_prefix(self) -> str:
+        """The part of every full key of this namespace after the application prefix."""
+        return f"{self.name}:v{self.version}:"
+
+    def key(self, *parts: Any) -> str:
+        """Join key parts with ``:``; each part must be non-empty and printable."""
+        if not parts:
+            raise InvalidKeyError(f"namespace {self.name!r}: a key needs at least one part")
+        texts = []
+        for part in parts:
+            text = str(part)
+            if not text or _FORBIDDEN_IN_PART.search(text):
+                raise InvalidKeyError(
+                    f"namespace {self.name!r}: key part {text!r} is empty or contains "
+                    "whitespace or control characters"
+                )
+            texts.append(text)
+        key = ":".join(texts)
+        if len(key) > MAX_KEY_LENGTH:
+            raise InvalidKeyError(
+                f"namespace {self.name!r}: key is {len(key)} characters; "
+                f"the limit is {MAX_KEY_LENGTH}"
+            )
+        return key
