@@ -15,7 +15,7 @@ import re
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, Final, TypeVar, overload
 
 from ogcache.cache.backend import BackendInfo, CacheBackend, KeyCount
 from ogcache.cache.exceptions import BackendError, DecodeError, InvalidKeyError
@@ -31,6 +31,9 @@ logger = logging.getLogger("ogcache.cache")
 
 _APP_PREFIX = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 _now = time.perf_counter
+# A cached None ("not found") is stored as JSON null whatever the namespace's codec, so
+# negative caching works for typed namespaces too.
+_NULL: Final = b"null"
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,8 +129,11 @@ class Cache:
 
     # --- single keys ---------------------------------------------------------------------
 
-    async def get(self, namespace: Namespace[T], key: str) -> T | Missing:
-        """The cached value, or :data:`MISSING` (also on a backend error or undecodable value)."""
+    async def get(self, namespace: Namespace[T], key: str) -> T | Missing | None:
+        """The cached value, or :data:`MISSING` (also on a backend error or undecodable value).
+
+        ``None`` is returned only for a cached "not found" (see ``Namespace.negative_ttl``).
+        """
         stats = self._stats_for(namespace)
         full = self.full_key(namespace, key)
         start = _now()
@@ -142,10 +148,10 @@ class Cache:
 
     async def _decode(
         self, namespace: Namespace[T], stats: NamespaceStats, key: str, full: str, raw: bytes | None
-    ) -> T | Missing:
+    ) -> T | Missing | None:
         if raw is not None:
             try:
-                value = namespace.codec.loads(raw)
+                value = None if raw == _NULL else namespace.codec.loads(raw)
             except DecodeError as exc:
                 stats.decode_errors += 1
                 logger.warning(
@@ -172,13 +178,13 @@ class Cache:
             self._backend_failed(stats, "delete", exc)
 
     async def set(
-        self, namespace: Namespace[T], key: str, value: T, ttl: float | None = None
+        self, namespace: Namespace[T], key: str, value: T | None, ttl: float | None = None
     ) -> bool:
         """Store ``value`` for ``ttl`` seconds (default: the namespace's); False if not stored."""
         stats = self._stats_for(namespace)
         full = self.full_key(namespace, key)
         try:
-            data = namespace.codec.dumps(value)
+            data = _NULL if value is None else namespace.codec.dumps(value)
         except Exception as exc:
             stats.errors += 1
             logger.error(
@@ -206,29 +212,39 @@ class Cache:
 
     # --- many keys, one round trip each --------------------------------------------------
 
-    async def get_many(self, namespace: Namespace[T], keys: Sequence[str]) -> dict[str, T]:
+    async def get_many(self, namespace: Namespace[T], keys: Sequence[str]) -> dict[str, T | None]:
         """The cached values among ``keys`` (absent ones are left out), in one round trip."""
-        if not keys:
-            return {}
-        stats = self._stats_for(namespace)
-        fulls = [self.full_key(namespace, key) for key in keys]
+        values = await self.get_entries([(namespace, key) for key in keys])
+        return {key: value for key, value in zip(keys, values, strict=True) if value is not MISSING}
+
+    async def get_entries(self, entries: Sequence[tuple[Namespace[Any], str]]) -> list[Any]:
+        """Values of entries of any namespaces, in order, in one round trip.
+
+        Each absent, undecodable or unreachable entry is :data:`MISSING`.
+        """
+        if not entries:
+            return []
+        fulls = [self.full_key(namespace, key) for namespace, key in entries]
         start = _now()
         try:
             raws = await self.backend.get_many(fulls)
         except Exception as exc:
-            self._backend_failed(stats, "get_many", exc)
-            stats.misses += len(keys)
-            return {}
-        stats.operations.record(_now() - start)
-        found: dict[str, T] = {}
-        for key, full, raw in zip(keys, fulls, raws, strict=True):
-            value = await self._decode(namespace, stats, key, full, raw)
-            if value is not MISSING:
-                found[key] = value
-        return found
+            for namespace, _ in entries:
+                stats = self._stats_for(namespace)
+                stats.misses += 1
+                stats.errors += 1
+            self._backend_failed(None, "get_many", exc)
+            return [MISSING] * len(entries)
+        elapsed = _now() - start
+        for namespace in {namespace.name: namespace for namespace, _ in entries}.values():
+            self._stats_for(namespace).operations.record(elapsed)
+        return [
+            await self._decode(namespace, self._stats_for(namespace), key, full, raw)
+            for (namespace, key), full, raw in zip(entries, fulls, raws, strict=True)
+        ]
 
     async def set_many(
-        self, namespace: Namespace[T], values: Mapping[str, T], ttl: float | None = None
+        self, namespace: Namespace[T], values: Mapping[str, T | None], ttl: float | None = None
     ) -> bool:
         """Store every ``key -> value`` in one round trip; False if nothing was stored."""
         if not values:
@@ -237,7 +253,11 @@ class Cache:
         seconds = namespace.ttl if ttl is None else ttl
         try:
             items = [
-                (self.full_key(namespace, key), namespace.codec.dumps(value), seconds)
+                (
+                    self.full_key(namespace, key),
+                    _NULL if value is None else namespace.codec.dumps(value),
+                    seconds,
+                )
                 for key, value in values.items()
             ]
         except Exception as exc:
@@ -291,6 +311,7 @@ class Cache:
 
     # --- cache-aside ---------------------------------------------------------------------
 
+    @overload
     async def get_or_load(
         self,
         namespace: Namespace[T],
@@ -298,7 +319,26 @@ class Cache:
         loader: Callable[[], Awaitable[T]],
         *,
         ttl: float | None = None,
-    ) -> T:
+    ) -> T: ...
+
+    @overload
+    async def get_or_load(
+        self,
+        namespace: Namespace[T],
+        key: str,
+        loader: Callable[[], Awaitable[T | None]],
+        *,
+        ttl: float | None = None,
+    ) -> T | None: ...
+
+    async def get_or_load(
+        self,
+        namespace: Namespace[T],
+        key: str,
+        loader: Callable[[], Awaitable[T | None]],
+        *,
+        ttl: float | None = None,
+    ) -> T | None:
         """The cached value; on a miss, ``await loader()``, cache its result and return it.
 
         The loader's exceptions propagate and nothing is cached. A ``None`` result is cached
@@ -330,8 +370,11 @@ class Cache:
         return value
 
     async def _load(
-        self, namespace: Namespace[T], stats: NamespaceStats, loader: Callable[[], Awaitable[T]]
-    ) -> T:
+        self,
+        namespace: Namespace[T],
+        stats: NamespaceStats,
+        loader: Callable[[], Awaitable[T | None]],
+    ) -> T | None:
         start = _now()
         try:
             value = await loader()

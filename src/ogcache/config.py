@@ -1,0 +1,110 @@
+"""All settings in one place, read from ``OGCACHE_*`` environment variables (and ``.env``).
+
+Invalid values fail at start-up with :class:`~ogcache.errors.ConfigurationError` naming the
+variable. Secrets are ``SecretStr`` so they never appear in reprs or logs.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
+
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from ogcache.errors import ConfigurationError
+
+__all__ = ["Settings", "load_settings"]
+
+Seconds = Annotated[float, Field(gt=0)]
+
+_REDIS_SCHEMES = ("redis", "rediss", "unix", "memory")
+
+
+class Settings(BaseSettings):
+    """The service's configuration; every field is ``OGCACHE_<FIELD NAME IN CAPITALS>``."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="OGCACHE_", env_file=".env", extra="ignore", frozen=True
+    )
+
+    database_url: str = "sqlite:///ogcache.db"
+    redis_url: str | None = None
+    upstash_redis_rest_url: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("OGCACHE_UPSTASH_REDIS_REST_URL", "UPSTASH_REDIS_REST_URL"),
+    )
+    upstash_redis_rest_token: SecretStr | None = Field(
+        default=None,
+        validation_alias=AliasChoices(
+            "OGCACHE_UPSTASH_REDIS_REST_TOKEN", "UPSTASH_REDIS_REST_TOKEN"
+        ),
+    )
+    jwt_secret: SecretStr | None = None
+    admin_token: SecretStr | None = None
+
+    cache_prefix: str = Field(default="oglab", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+    cache_timeout: Seconds = 0.5
+    cache_connect_timeout: Seconds = 0.5
+    cache_pool_timeout: Seconds = 1.0
+    cache_max_connections: Annotated[int, Field(ge=1, le=10_000)] = 64
+    memory_cache_max_entries: Annotated[int, Field(ge=1)] = 10_000
+    memory_cache_max_bytes: Annotated[int, Field(ge=1024)] = 64 * 1024 * 1024
+
+    ttl_profile: Seconds = 300
+    ttl_conversation: Seconds = 600
+    ttl_auth: Seconds = 3600
+    ttl_menu: Seconds = 1800
+    ttl_session: Seconds = 3600
+    ttl_analytics: Seconds = 300
+
+    token_ttl: Seconds = 3600
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    @field_validator("database_url")
+    @classmethod
+    def _database_url_scheme(cls, value: str) -> str:
+        scheme = urlsplit(value).scheme.split("+")[0].lower()
+        if scheme not in ("postgresql", "postgres", "sqlite"):
+            raise ValueError(
+                "must start with postgresql://, postgres:// or sqlite:/// "
+                f"(got {scheme + '://' if scheme else 'no scheme'})"
+            )
+        return value
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_url_scheme(cls, value: str | None) -> str | None:
+        if not value:
+            return None
+        scheme = urlsplit(value).scheme.lower()
+        if scheme not in _REDIS_SCHEMES:
+            raise ValueError(
+                "must start with redis://, rediss://, unix:// or memory:// "
+                f"(got {scheme + '://' if scheme else 'no scheme'})"
+            )
+        return value
+
+    @field_validator("jwt_secret", "admin_token")
+    @classmethod
+    def _strong_secret(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value()) < 32:
+            raise ValueError("must be at least 32 characters (e.g. `openssl rand -hex 32`)")
+        return value
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Read and validate the settings; raise ``ConfigurationError`` naming each bad variable."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        problems = []
+        for error in exc.errors():
+            field = str(error["loc"][0]) if error["loc"] else "?"
+            variable = (
+                field
+                if field.startswith(("OGCACHE_", "UPSTASH_"))
+                else (f"OGCACHE_{field.upper()}")
+            )
+            problems.append(f"{variable}: {error['msg']}")
+        raise ConfigurationError("invalid settings: " + "; ".join(problems)) from None

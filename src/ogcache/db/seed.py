@@ -1,0 +1,97 @@
+"""Load the demo data (menu, users, conversations, events) into the database, idempotently.
+
+Each part is loaded only where it is missing: the menu when the menu is empty, each demo
+user when their ``user_id`` is absent (with their conversations), the events when there are
+none. Running it twice changes nothing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from ogcache.db.demo_data import DEMO_CONVERSATIONS, DEMO_EVENTS, DEMO_USERS, MENU_ITEMS
+from ogcache.db.models import AgentEvent, Conversation, MenuItem, UserProfile, utc_now
+
+__all__ = ["SeedReport", "seed_demo_data"]
+
+
+@dataclass(frozen=True, slots=True)
+class SeedReport:
+    menu_items: int
+    users: int
+    conversations: int
+    events: int
+
+
+async def seed_demo_data(db: async_sessionmaker[AsyncSession]) -> SeedReport:
+    """Insert what is missing of the demo data; return how many rows of each were added."""
+    now = utc_now()
+    async with db.begin() as session:
+        menu_added = 0
+        if not await session.scalar(select(func.count()).select_from(MenuItem)):
+            session.add_all(MenuItem(**item, updated_at=now) for item in MENU_ITEMS)
+            menu_added = len(MENU_ITEMS)
+
+        existing = set(
+            await session.scalars(
+                select(UserProfile.user_id).where(
+                    UserProfile.user_id.in_([user["user_id"] for user in DEMO_USERS])
+                )
+            )
+        )
+        profiles: dict[str, UserProfile] = {}
+        for user in DEMO_USERS:
+            if user["user_id"] in existing:
+                continue
+            profile = UserProfile(**user, first_visit=now - timedelta(days=30), last_visit=now)
+            session.add(profile)
+            profiles[user["user_id"]] = profile
+        await session.flush()
+
+        conversations = 0
+        for index, seed in enumerate(DEMO_CONVERSATIONS):
+            owner = profiles.get(seed["user_id"])
+            if owner is None:
+                continue
+            started = now - timedelta(days=len(DEMO_CONVERSATIONS) - index, minutes=30)
+            messages = [
+                {**message, "timestamp": (started + timedelta(minutes=n)).isoformat()}
+                for n, message in enumerate(seed["messages"])
+            ]
+            session.add(
+                Conversation(
+                    user_profile_id=owner.id,
+                    channel=seed["channel"],
+                    language=seed["language"],
+                    started_at=started,
+                    last_message_at=started + timedelta(minutes=len(messages)),
+                    messages=messages,
+                    message_count=len(messages),
+                )
+            )
+            owner.total_conversations += 1
+            owner.total_messages += len(messages)
+            conversations += 1
+
+        events = 0
+        if not await session.scalar(select(func.count()).select_from(AgentEvent)):
+            ids = dict(
+                (await session.execute(select(UserProfile.user_id, UserProfile.id))).tuples().all()
+            )
+            for n, event in enumerate(DEMO_EVENTS):
+                session.add(
+                    AgentEvent(
+                        event_type=event["event_type"],
+                        event_data=event["event_data"],
+                        user_profile_id=ids.get(event["user_id"]) if event["user_id"] else None,
+                        created_at=now - timedelta(days=event["days_ago"], seconds=n),
+                    )
+                )
+            events = len(DEMO_EVENTS)
+    return SeedReport(
+        menu_items=menu_added, users=len(profiles), conversations=conversations, events=events
+    )

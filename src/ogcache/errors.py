@@ -1,0 +1,47 @@
+"""Errors of the OG Lab data layer (the cache engine has its own, in ``ogcache.cache``).
+
+The tree::
+
+    OgcacheError                 root: catch this to handle any application error
+    ├── ConfigurationError       a setting is missing or invalid (names the variable)
+    ├── InvalidInputError        a caller passed something unusable (also a ValueError)
+    ├── NotFoundError            the user, conversation or item does not exist
+    ├── ConflictError            the write contradicts stored data (e.g. a Telegram id in use)
+    └── AuthenticationError      a bearer token is missing, malformed, expired, tampered,
+                                 revoked, or belongs to a blocked or unknown user
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "AuthenticationError",
+    "ConfigurationError",
+    "ConflictError",
+    "InvalidInputError",
+    "NotFoundError",
+    "OgcacheError",
+]
+
+
+class OgcacheError(Exception):
+    """Root of every error the application raises."""
+
+
+class ConfigurationError(OgcacheError):
+    """A setting is missing or invalid; the message names the environment variable."""
+
+
+class InvalidInputError(OgcacheError, ValueError):
+    """The caller's input cannot be used; the message says what is wrong."""
+
+
+class NotFoundError(OgcacheError):
+    """The requested record does not exist."""
+
+
+class ConflictError(OgcacheError):
+    """The write contradicts what is stored."""
+
+
+class AuthenticationError(OgcacheError):
+    """The bearer token cannot be accepted; the message says why without echoing the token."""

@@ -1,0 +1,134 @@
+"""Assemble the application from settings: database engine, cache, and the services.
+
+One :class:`Runtime` per process (the HTTP app, a CLI command, a test). Use it as an async
+context manager, or call :meth:`Runtime.close`.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from dataclasses import dataclass
+from types import TracebackType
+
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from ogcache.cache import BackendOptions, Cache, create_backend
+from ogcache.config import Settings
+from ogcache.db import create_engine, create_session_factory, upgrade
+from ogcache.services import (
+    AnalyticsService,
+    AppNamespaces,
+    AuthService,
+    ConversationService,
+    MenuService,
+    ProfileService,
+    ServiceContext,
+    SessionService,
+    WarmupService,
+)
+
+__all__ = ["Runtime"]
+
+logger = logging.getLogger("ogcache")
+
+
+@dataclass(slots=True)
+class Runtime:
+    settings: Settings
+    engine: AsyncEngine
+    db: async_sessionmaker[AsyncSession]
+    cache: Cache
+    namespaces: AppNamespaces
+    profiles: ProfileService
+    conversations: ConversationService
+    auth: AuthService
+    sessions: SessionService
+    menu: MenuService
+    analytics: AnalyticsService
+    warmup: WarmupService
+
+    @classmethod
+    def open(cls, settings: Settings) -> Runtime:
+        """Build everything; no I/O happens until the first call (connections are lazy)."""
+        if settings.redis_url and not settings.redis_url.startswith("memory:"):
+            logger.info("cache backend: Redis (%s)", _redacted(settings.redis_url))
+        else:
+            logger.info(
+                "cache backend: in-process memory (OGCACHE_REDIS_URL is not set); "
+                "each process has its own cache - set OGCACHE_REDIS_URL for a shared one"
+            )
+        backend = create_backend(
+            settings.redis_url,
+            BackendOptions(
+                timeout=settings.cache_timeout,
+                connect_timeout=settings.cache_connect_timeout,
+                max_connections=settings.cache_max_connections,
+                pool_timeout=settings.cache_pool_timeout,
+                memory_max_entries=settings.memory_cache_max_entries,
+                memory_max_bytes=settings.memory_cache_max_bytes,
+            ),
+        )
+        cache = Cache(backend, prefix=settings.cache_prefix)
+        engine = create_engine(settings.database_url)
+        db = create_session_factory(engine)
+        namespaces = AppNamespaces.from_settings(settings)
+        context = ServiceContext(db=db, cache=cache, namespaces=namespaces)
+        if settings.jwt_secret is not None:
+            secret = settings.jwt_secret.get_secret_value()
+        else:
+            secret = secrets.token_urlsafe(48)
+            logger.warning(
+                "OGCACHE_JWT_SECRET is not set: using a random secret for this process only; "
+                "tokens will not verify in other processes or after a restart"
+            )
+        profiles = ProfileService(context)
+        conversations = ConversationService(context)
+        menu = MenuService(context)
+        analytics = AnalyticsService(context)
+        return cls(
+            settings=settings,
+            engine=engine,
+            db=db,
+            cache=cache,
+            namespaces=namespaces,
+            profiles=profiles,
+            conversations=conversations,
+            auth=AuthService(context, secret=secret, token_ttl=settings.token_ttl),
+            sessions=SessionService(context),
+            menu=menu,
+            analytics=analytics,
+            warmup=WarmupService(
+                menu=menu, analytics=analytics, profiles=profiles, conversations=conversations
+            ),
+        )
+
+    async def migrate(self) -> None:
+        """Apply the database migrations (idempotent)."""
+        await upgrade(self.engine)
+
+    async def close(self) -> None:
+        await self.cache.close()
+        await self.engine.dispose()
+
+    async def __aenter__(self) -> Runtime:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+
+def _redacted(url: str) -> str:
+    """The URL without its password, for logs."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
+    return urlunsplit(parts._replace(netloc=netloc))

@@ -1,0 +1,229 @@
+"""The data the services return and accept: pydantic models, separate from the tables.
+
+``*Public`` models are what reads return (and what the cache stores as JSON); ``*Create`` and
+``*Update`` models are validated input. Field names are the tables' column names.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import date, datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+__all__ = [
+    "AuthIdentity",
+    "Channel",
+    "ConversationCreate",
+    "ConversationPublic",
+    "ConversationSummary",
+    "IssuedToken",
+    "MenuItemCreate",
+    "MenuItemPublic",
+    "MenuItemUpdate",
+    "MenuPublic",
+    "MessageCreate",
+    "MessagePublic",
+    "ProfileUpdate",
+    "SessionState",
+    "TodayMetrics",
+    "TopProduct",
+    "UserId",
+    "UserProfilePublic",
+]
+
+Channel = Literal["web", "telegram", "api"]
+Role = Literal["user", "assistant"]
+UserId = str
+TelegramUserId = int
+
+USER_ID_PATTERN = r"^[A-Za-z0-9_.:@-]{1,128}$"
+
+
+class _Public(BaseModel):
+    model_config = ConfigDict(from_attributes=True, frozen=True)
+
+
+class UserProfilePublic(_Public):
+    id: uuid.UUID
+    user_id: str
+    telegram_user_id: int | None
+    telegram_username: str | None
+    created_at: datetime
+    updated_at: datetime
+    first_visit: datetime
+    last_visit: datetime
+    total_conversations: int
+    total_messages: int
+    total_orders: int
+    total_spent: float
+    preferences: dict[str, Any]
+    loyalty_points: int
+    notes: str | None
+    is_active: bool
+    is_blocked: bool
+    blocked_reason: str | None
+
+
+class ProfileUpdate(BaseModel):
+    """Fields to change; ``preferences`` is merged key by key (a ``null`` value removes a key)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    preferences: dict[str, Any] | None = Field(default=None, max_length=100)
+    telegram_username: str | None = Field(default=None, max_length=64)
+    notes: str | None = Field(default=None, max_length=4000)
+    loyalty_points: int | None = Field(default=None, ge=0, le=10_000_000)
+    is_blocked: bool | None = None
+    blocked_reason: str | None = Field(default=None, max_length=500)
+
+
+class MessagePublic(_Public):
+    role: Role
+    content: str
+    timestamp: datetime
+
+
+class MessageCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    role: Role
+    content: str = Field(min_length=1, max_length=16_000)
+
+
+class ConversationCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    user_id: str = Field(pattern=USER_ID_PATTERN)
+    channel: Channel
+    language: str = Field(default="en", pattern=r"^[a-z]{2,3}(-[A-Za-z]{2,4})?$")
+
+
+class ConversationSummary(_Public):
+    """A conversation without its messages, as listed for a user."""
+
+    id: uuid.UUID
+    user_profile_id: uuid.UUID
+    user_id: str
+    channel: Channel
+    language: str
+    started_at: datetime
+    ended_at: datetime | None
+    last_message_at: datetime
+    message_count: int
+    summary: str | None
+
+
+class ConversationPublic(ConversationSummary):
+    messages: list[MessagePublic]
+
+
+class MenuItemPublic(_Public):
+    id: int
+    name: str
+    category: str
+    type: str | None
+    thc: float | None
+    cbg: float | None
+    cbd: float | None
+    price_1pc: int | None
+    price_1g: int | None
+    price_5g: int | None
+    price_20g: int | None
+    is_concentrate: bool
+    our: bool
+    available: bool
+    description: str | None
+    sort_order: int
+    updated_at: datetime
+
+
+_Price = Field(default=None, ge=0, le=10_000_000)
+_Percent = Field(default=None, ge=0, le=100)
+
+
+class MenuItemCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1, max_length=120)
+    category: str = Field(min_length=1, max_length=60)
+    type: Literal["indica", "sativa", "hybrid"] | None = None
+    thc: float | None = _Percent
+    cbg: float | None = _Percent
+    cbd: float | None = _Percent
+    price_1pc: int | None = _Price
+    price_1g: int | None = _Price
+    price_5g: int | None = _Price
+    price_20g: int | None = _Price
+    is_concentrate: bool = False
+    our: bool = False
+    available: bool = True
+    description: str | None = Field(default=None, max_length=1000)
+    sort_order: int = 0
+
+
+class MenuItemUpdate(BaseModel):
+    """Fields to change on one menu item; unset fields keep their value."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    category: str | None = Field(default=None, min_length=1, max_length=60)
+    thc: float | None = _Percent
+    cbg: float | None = _Percent
+    cbd: float | None = _Percent
+    price_1pc: int | None = _Price
+    price_1g: int | None = _Price
+    price_5g: int | None = _Price
+    price_20g: int | None = _Price
+    available: bool | None = None
+    description: str | None = Field(default=None, max_length=1000)
+    sort_order: int | None = None
+
+
+class MenuPublic(_Public):
+    include_concentrates: bool
+    items: list[MenuItemPublic]
+    loaded_at: datetime
+
+
+class AuthIdentity(_Public):
+    """Who a verified bearer token belongs to."""
+
+    user_id: str
+    profile_id: uuid.UUID
+    session_id: uuid.UUID
+    role: str
+    expires_at: datetime
+
+
+class SessionState(_Public):
+    """Whether an auth session may still be used (cached; every token of it checks this)."""
+
+    session_id: uuid.UUID
+    user_id: str
+    active: bool
+
+
+class IssuedToken(_Public):
+    access_token: str
+    token_type: Literal["bearer"] = "bearer"  # noqa: S105 - the OAuth token type, not a secret
+    session_id: uuid.UUID
+    user_id: str
+    expires_at: datetime
+
+
+class TodayMetrics(_Public):
+    day: date
+    events_total: int
+    events_by_type: dict[str, int]
+    active_users: int
+    conversations_started: int
+    messages_sent: int
+    orders_created: int
+
+
+class TopProduct(_Public):
+    product: str
+    mentions: int
+    orders: int

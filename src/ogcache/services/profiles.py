@@ -1,0 +1,275 @@
+"""User profiles, cached by ``user_id`` and by ``telegram_user_id``.
+
+Both keys are invalidated on every write of a profile (update, visit, Telegram link, delete),
+including the old Telegram key when the link changes.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import delete, select
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from ogcache.cache import Namespace
+from ogcache.db.models import AuthSession, Conversation, UserProfile, utc_now
+from ogcache.errors import ConflictError, InvalidInputError, NotFoundError
+from ogcache.schemas import USER_ID_PATTERN, ProfileUpdate, UserProfilePublic
+from ogcache.services.base import ServiceContext
+
+__all__ = ["ProfileService", "validate_telegram_user_id", "validate_user_id"]
+
+_USER_ID = re.compile(USER_ID_PATTERN)
+_MAX_TELEGRAM_ID = 2**63 - 1
+
+
+def validate_user_id(user_id: str) -> str:
+    if not isinstance(user_id, str) or not _USER_ID.match(user_id):
+        raise InvalidInputError("user_id must be 1-128 characters of letters, digits and '_.:@-'")
+    return user_id
+
+
+def validate_telegram_user_id(telegram_user_id: int) -> int:
+    if (
+        isinstance(telegram_user_id, bool)
+        or not isinstance(telegram_user_id, int)
+        or not 0 < telegram_user_id <= _MAX_TELEGRAM_ID
+    ):
+        raise InvalidInputError("telegram_user_id must be a positive 64-bit integer")
+    return telegram_user_id
+
+
+class ProfileService:
+    """Get-or-create, read and update user profiles through the cache."""
+
+    def __init__(self, context: ServiceContext) -> None:
+        self._db = context.db
+        self._cache = context.cache
+        self._ns = context.namespaces
+
+    # --- reads ---------------------------------------------------------------------------
+
+    async def get(self, user_id: str) -> UserProfilePublic | None:
+        """The profile of ``user_id``, or ``None``."""
+        validate_user_id(user_id)
+        return await self._cache.get_or_load(
+            self._ns.profile, user_id, lambda: self._load(UserProfile.user_id == user_id)
+        )
+
+    async def get_by_telegram(self, telegram_user_id: int) -> UserProfilePublic | None:
+        """The profile linked to ``telegram_user_id``, or ``None``."""
+        validate_telegram_user_id(telegram_user_id)
+        return await self._cache.get_or_load(
+            self._ns.profile_by_telegram,
+            str(telegram_user_id),
+            lambda: self._load(UserProfile.telegram_user_id == telegram_user_id),
+        )
+
+    async def require(self, user_id: str) -> UserProfilePublic:
+        profile = await self.get(user_id)
+        if profile is None:
+            raise NotFoundError(f"no user profile with user_id {user_id!r}")
+        return profile
+
+    async def _load(self, condition: Any) -> UserProfilePublic | None:
+        async with self._db() as session:
+            row = await session.scalar(select(UserProfile).where(condition))
+            return UserProfilePublic.model_validate(row) if row is not None else None
+
+    async def refresh(self, user_id: str) -> UserProfilePublic | None:
+        """Reload the profile from the database into the cache (warm-up)."""
+        profile = await self._load(UserProfile.user_id == validate_user_id(user_id))
+        if profile is not None:
+            await self._cache.set(self._ns.profile, profile.user_id, profile)
+            if profile.telegram_user_id is not None:
+                await self._cache.set(
+                    self._ns.profile_by_telegram, str(profile.telegram_user_id), profile
+                )
+        return profile
+
+    # --- writes --------------------------------------------------------------------------
+
+    async def get_or_create(
+        self,
+        user_id: str | None = None,
+        telegram_user_id: int | None = None,
+        telegram_username: str | None = None,
+    ) -> UserProfilePublic:
+        """The profile of ``user_id`` and/or ``telegram_user_id``, created if there is none.
+
+        Concurrent callers creating the same profile get the same row: the insert is
+        ``ON CONFLICT DO NOTHING`` followed by a read. A Telegram id given with a ``user_id``
+        whose profile has no Telegram link yet is linked; one linked elsewhere is a conflict.
+        """
+        if user_id is None and telegram_user_id is None:
+            raise InvalidInputError("give user_id, telegram_user_id or both")
+        if user_id is not None:
+            validate_user_id(user_id)
+        if telegram_user_id is not None:
+            validate_telegram_user_id(telegram_user_id)
+        if telegram_username is not None and len(telegram_username) > 64:
+            raise InvalidInputError("telegram_username must be at most 64 characters")
+
+        existing = (
+            await self.get(user_id)
+            if user_id is not None
+            else await self.get_by_telegram(telegram_user_id)  # type: ignore[arg-type]
+        )
+        if existing is None:
+            existing = await self._create(user_id, telegram_user_id, telegram_username)
+        if telegram_user_id is not None and existing.telegram_user_id != telegram_user_id:
+            return await self.link_telegram(existing.user_id, telegram_user_id, telegram_username)
+        return existing
+
+    async def _create(
+        self, user_id: str | None, telegram_user_id: int | None, telegram_username: str | None
+    ) -> UserProfilePublic:
+        user_id = user_id if user_id is not None else f"tg_{telegram_user_id}"
+        now = utc_now()
+        values: dict[str, Any] = {
+            "user_id": user_id,
+            "telegram_user_id": telegram_user_id,
+            "telegram_username": telegram_username,
+            "first_visit": now,
+            "last_visit": now,
+        }
+        async with self._db.begin() as session:
+            dialect = session.get_bind().dialect.name
+            insert = postgresql_insert if dialect == "postgresql" else sqlite_insert
+            await session.execute(insert(UserProfile).values(**values).on_conflict_do_nothing())
+        # The row exists now (ours or a concurrent caller's); read it back by the id given.
+        profile = await self._load(UserProfile.user_id == user_id)
+        if profile is None and telegram_user_id is not None:
+            # Our insert lost to a row holding the same Telegram id under another user_id.
+            holder = await self._load(UserProfile.telegram_user_id == telegram_user_id)
+            if holder is not None:
+                raise ConflictError(
+                    f"telegram_user_id {telegram_user_id} is linked to another user"
+                )
+        if profile is None:
+            raise ConflictError(f"profile {user_id!r} could not be created; retry")
+        await self._invalidate(profile)
+        return profile
+
+    async def link_telegram(
+        self, user_id: str, telegram_user_id: int, telegram_username: str | None = None
+    ) -> UserProfilePublic:
+        """Link a Telegram account to a profile (replacing a previous link)."""
+        validate_user_id(user_id)
+        validate_telegram_user_id(telegram_user_id)
+        async with self._db.begin() as session:
+            row = await self._locked(session, user_id)
+            holder = await session.scalar(
+                select(UserProfile.user_id).where(UserProfile.telegram_user_id == telegram_user_id)
+            )
+            if holder is not None and holder != user_id:
+                raise ConflictError(
+                    f"telegram_user_id {telegram_user_id} is linked to another user"
+                )
+            previous = row.telegram_user_id
+            row.telegram_user_id = telegram_user_id
+            if telegram_username is not None:
+                row.telegram_username = telegram_username
+            await session.flush()
+            profile = UserProfilePublic.model_validate(row)
+        await self._invalidate(profile, previous_telegram_user_id=previous)
+        return profile
+
+    async def update(self, user_id: str, changes: ProfileUpdate) -> UserProfilePublic:
+        """Apply ``changes``; preferences are merged key by key, ``null`` removes a key.
+
+        Blocking or unblocking a user also drops the cached state of their auth sessions, so
+        their tokens are checked against the database on the next request.
+        """
+        validate_user_id(user_id)
+        fields = changes.model_dump(exclude_unset=True)
+        async with self._db.begin() as session:
+            row = await self._locked(session, user_id)
+            block_changed = "is_blocked" in fields and fields["is_blocked"] != row.is_blocked
+            patch = fields.pop("preferences", None)
+            if patch is not None:
+                merged = dict(row.preferences or {})
+                for key, value in patch.items():
+                    if value is None:
+                        merged.pop(key, None)
+                    else:
+                        merged[key] = value
+                row.preferences = merged
+            for name, value in fields.items():
+                setattr(row, name, value)
+            await session.flush()
+            profile = UserProfilePublic.model_validate(row)
+            sessions = (
+                list(
+                    await session.scalars(
+                        select(AuthSession.id).where(AuthSession.user_id == user_id)
+                    )
+                )
+                if block_changed
+                else []
+            )
+        await self._invalidate(
+            profile, extra=[(self._ns.auth_session, str(session_id)) for session_id in sessions]
+        )
+        return profile
+
+    async def record_visit(self, user_id: str, at: datetime | None = None) -> UserProfilePublic:
+        """Set ``last_visit`` (to now by default)."""
+        validate_user_id(user_id)
+        async with self._db.begin() as session:
+            row = await self._locked(session, user_id)
+            row.last_visit = at or utc_now()
+            await session.flush()
+            profile = UserProfilePublic.model_validate(row)
+        await self._invalidate(profile)
+        return profile
+
+    async def delete(self, user_id: str) -> None:
+        """Delete the profile with its conversations and auth sessions."""
+        validate_user_id(user_id)
+        async with self._db.begin() as session:
+            row = await self._locked(session, user_id)
+            profile = UserProfilePublic.model_validate(row)
+            conversations = list(
+                await session.scalars(
+                    select(Conversation.id).where(Conversation.user_profile_id == row.id)
+                )
+            )
+            sessions = list(
+                await session.scalars(select(AuthSession.id).where(AuthSession.user_id == user_id))
+            )
+            await session.execute(delete(UserProfile).where(UserProfile.id == row.id))
+        extra: list[tuple[Namespace[Any], str]] = [
+            (self._ns.recent_conversations, user_id),
+            *((self._ns.conversation, str(cid)) for cid in conversations),
+            *((self._ns.auth_session, str(sid)) for sid in sessions),
+        ]
+        await self._invalidate(profile, extra=extra)
+
+    async def _locked(self, session: AsyncSession, user_id: str) -> UserProfile:
+        row = await session.scalar(
+            select(UserProfile).where(UserProfile.user_id == user_id).with_for_update()
+        )
+        if row is None:
+            raise NotFoundError(f"no user profile with user_id {user_id!r}")
+        return row
+
+    async def invalidate(self, profile: UserProfilePublic) -> None:
+        """Drop both cached copies of ``profile`` (after a write made elsewhere)."""
+        await self._invalidate(profile)
+
+    async def _invalidate(
+        self,
+        profile: UserProfilePublic,
+        *,
+        previous_telegram_user_id: int | None = None,
+        extra: list[tuple[Namespace[Any], str]] | None = None,
+    ) -> None:
+        entries: list[tuple[Namespace[Any], str]] = [(self._ns.profile, profile.user_id)]
+        for telegram_id in {profile.telegram_user_id, previous_telegram_user_id} - {None}:
+            entries.append((self._ns.profile_by_telegram, str(telegram_id)))
+        await self._cache.invalidate([*entries, *(extra or [])])
