@@ -1,6 +1,6 @@
 """Today's agent metrics and top products, aggregated from ``agent_events``.
 
-Aggregates are cached for ``OGCACHE_TTL_ANALYTICS`` (60 s by default) and deliberately not
+Aggregates are cached for ``OGCACHE_TTL_ANALYTICS`` (5 min by default) and deliberately not
 invalidated by each new event: every chat message records events, so invalidating on each
 would leave these entries always empty. Their staleness is bounded by that TTL, and the
 periodic refresh keeps them warm. Recording an event is a plain insert.

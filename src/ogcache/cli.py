@@ -1,0 +1,212 @@
+"""The ``ogcache`` command: demo, database, cache and token operations.
+
+Every command talks to the database and cache directly (no running server needed) and exits
+non-zero with a readable message on failure.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Annotated, TypeVar
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from ogcache.cache import BackendError, CacheError
+from ogcache.config import Settings, load_settings
+from ogcache.errors import OgcacheError
+from ogcache.runtime import Runtime
+
+__all__ = ["app", "main"]
+
+T = TypeVar("T")
+
+app = typer.Typer(help="OG Lab agent backend with the ogcache cache layer.", no_args_is_help=True)
+db_app = typer.Typer(help="Database schema and demo data.", no_args_is_help=True)
+cache_app = typer.Typer(help="Inspect and clear the cache.", no_args_is_help=True)
+token_app = typer.Typer(help="Access tokens for operators and the demo.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+app.add_typer(cache_app, name="cache")
+app.add_typer(token_app, name="token")
+
+console = Console()
+errors = Console(stderr=True)
+
+
+def _settings() -> Settings:
+    settings = load_settings()
+    logging.basicConfig(
+        level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    return settings
+
+
+def _run(work: Callable[[Runtime], Awaitable[T]]) -> T:
+    """Open the runtime, run ``work``, close; turn known errors into a message and exit 1."""
+
+    async def main() -> T:
+        async with Runtime.open(_settings()) as runtime:
+            return await work(runtime)
+
+    try:
+        return asyncio.run(main())
+    except (OgcacheError, CacheError) as exc:
+        errors.print(f"[bold red]error:[/] {exc}")
+        raise typer.Exit(1) from None
+    except OSError as exc:
+        errors.print(f"[bold red]error:[/] cannot reach the database: {exc}")
+        raise typer.Exit(1) from None
+
+
+@app.command()
+def demo(
+    rounds: Annotated[int, typer.Option(min=10, max=100_000, help="Timed rounds per row.")] = 200,
+) -> None:
+    """Create the schema, seed demo data, and compare cached and uncached reads."""
+    from ogcache.db.seed import seed_demo_data
+    from ogcache.demo import run_demo
+
+    async def work(runtime: Runtime) -> None:
+        await runtime.migrate()
+        seeded = await seed_demo_data(runtime.db)
+        console.print(
+            f"database: {runtime.settings.database_url} (migrated; demo data added: "
+            f"{seeded.menu_items} menu items, {seeded.users} users, "
+            f"{seeded.conversations} conversations, {seeded.events} events)"
+        )
+        console.print(f"cache: {runtime.cache.backend!r}, prefix {runtime.cache.prefix!r}")
+        rows = await run_demo(runtime, rounds)
+        table = Table(title=f"Cached vs uncached reads (medians of {rounds} rounds each)")
+        table.add_column("Operation")
+        table.add_column("Uncached (miss) ms", justify="right")
+        table.add_column("Cached (hit) ms", justify="right")
+        table.add_column("Speed-up", justify="right")
+        for row in rows:
+            table.add_row(
+                row.operation,
+                f"{row.uncached_ms:.3f}",
+                f"{row.cached_ms:.3f}",
+                f"{row.speedup:.1f}x",
+            )
+        console.print(table)
+        _print_stats(runtime)
+
+    _run(work)
+
+
+def _print_stats(runtime: Runtime) -> None:
+    table = Table(title="Cache statistics per namespace")
+    for column in ("Namespace", "Hits", "Misses", "Hit rate", "Loads", "Errors", "p99 op ms"):
+        table.add_column(column, justify="left" if column == "Namespace" else "right")
+    for name, stats in runtime.cache.stats().items():
+        p99 = stats.operation_latency.p99_ms
+        table.add_row(
+            name,
+            str(stats.hits),
+            str(stats.misses),
+            f"{stats.hit_rate:.1%}" if stats.hit_rate is not None else "-",
+            str(stats.loads),
+            str(stats.errors),
+            f"{p99:.3f}" if p99 is not None else "-",
+        )
+    console.print(table)
+
+
+@db_app.command("upgrade")
+def db_upgrade() -> None:
+    """Apply the database migrations."""
+
+    async def work(runtime: Runtime) -> None:
+        await runtime.migrate()
+
+    _run(work)
+    console.print("database migrated to the latest revision")
+
+
+@db_app.command("seed")
+def db_seed() -> None:
+    """Load the demo data where it is missing (idempotent)."""
+    from ogcache.db.seed import seed_demo_data
+
+    async def work(runtime: Runtime) -> None:
+        report = await seed_demo_data(runtime.db)
+        console.print(
+            f"added {report.menu_items} menu items, {report.users} users, "
+            f"{report.conversations} conversations, {report.events} events"
+        )
+
+    _run(work)
+
+
+@cache_app.command("stats")
+def cache_stats() -> None:
+    """Backend, availability, key count and memory use of the cache."""
+
+    async def work(runtime: Runtime) -> None:
+        report = await runtime.cache.report()
+        if not report.available:
+            raise BackendError(f"cache unavailable: {report.error}")
+        console.print(f"backend: {report.backend}  prefix: {report.prefix}")
+        if report.keys is not None:
+            bound = "" if report.keys.complete else " (at least; counting stopped at its bound)"
+            console.print(f"keys: {report.keys.count}{bound}")
+        if report.info is not None and report.info.memory_used_bytes is not None:
+            console.print(f"memory used: {report.info.memory_used_bytes:,} bytes")
+
+    _run(work)
+
+
+@cache_app.command("clear")
+def cache_clear(
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+) -> None:
+    """Remove every key of this application from the cache."""
+    if not yes:
+        typer.confirm("Remove every cached entry of this application?", abort=True)
+    removed = _run(lambda runtime: runtime.cache.clear())
+    console.print(f"removed {removed} keys")
+
+
+@cache_app.command("clear-prefix")
+def cache_clear_prefix(prefix: str) -> None:
+    """Remove the keys under a literal prefix, e.g. 'user:profile:'."""
+    removed = _run(lambda runtime: runtime.cache.clear_prefix(prefix))
+    console.print(f"removed {removed} keys under {prefix!r}")
+
+
+@app.command()
+def warmup(
+    menu: Annotated[bool, typer.Option("--menu", help="Only the menu.")] = False,
+    user: Annotated[str | None, typer.Option("--user", help="Also this user's data.")] = None,
+) -> None:
+    """Load critical data from the database into the cache."""
+
+    async def work(runtime: Runtime) -> list[str]:
+        report = await (runtime.warmup.warm_menu() if menu else runtime.warmup.warm_critical())
+        if user is not None:
+            report.warmed += (await runtime.warmup.warm_user(user)).warmed
+        return report.warmed
+
+    warmed = _run(work)
+    table = Table(title=f"Warmed {len(warmed)} entries")
+    table.add_column("Entry")
+    for entry in warmed:
+        table.add_row(entry)
+    console.print(table)
+
+
+@token_app.command("issue")
+def token_issue(
+    user: Annotated[str, typer.Option("--user", help="user_id of an existing profile.")],
+    ttl: Annotated[float, typer.Option(help="Lifetime in seconds.")] = 3600,
+) -> None:
+    """Open a session for a user and print an access token for it."""
+    issued = _run(lambda runtime: runtime.auth.issue_token(user, ttl=ttl))
+    print(issued.access_token)
+
+
+def main() -> None:
+    app()
