@@ -61,6 +61,11 @@ class Settings(BaseSettings):
     token_ttl: Seconds = 3600
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
+    auto_migrate: bool = True
+    seed_demo_data: bool = False
+    refresh_interval: Annotated[float, Field(ge=0)] = 240
+    max_body_bytes: Annotated[int, Field(ge=1024, le=64 * 1024 * 1024)] = 256 * 1024
+
     @field_validator("database_url")
     @classmethod
     def _database_url_scheme(cls, value: str) -> str:

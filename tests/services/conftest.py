@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from ogcache.config import Settings, load_settings
+from ogcache.db.seed import seed_demo_data
 from ogcache.runtime import Runtime
 from tests.conftest import unique_prefix
 from tests.support.databases import (
@@ -68,3 +69,10 @@ async def runtime(stack_settings: Settings) -> AsyncIterator[Runtime]:
     await app.cache.clear()
     await empty_all_tables(app.engine)
     await app.close()
+
+
+@pytest.fixture
+async def seeded(runtime: Runtime) -> Runtime:
+    """The runtime with the demo data (menu, users, conversations, events) loaded."""
+    await seed_demo_data(runtime.db)
+    return runtime

@@ -8,48 +8,76 @@ Latency quantiles are computed on read over the most recent samples of each wind
 from __future__ import annotations
 
 import math
+from bisect import bisect_left
 from collections import deque
 from dataclasses import dataclass, field
+from typing import Final
 
-__all__ = ["LatencySummary", "LatencyWindow", "NamespaceStats", "NamespaceStatsSnapshot"]
+__all__ = [
+    "LATENCY_BUCKETS",
+    "LatencySummary",
+    "LatencyWindow",
+    "NamespaceStats",
+    "NamespaceStatsSnapshot",
+]
 
 DEFAULT_WINDOW = 4096
+# Upper bounds (seconds) of the latency histogram, as exported to Prometheus.
+LATENCY_BUCKETS: Final = (
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
+    2.5, 5.0, 10.0,
+)  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)
 class LatencySummary:
-    """Milliseconds; ``count`` is every sample ever recorded, quantiles use the recent window."""
+    """Milliseconds; ``count`` is every sample ever recorded, quantiles use the recent window.
+
+    ``buckets`` holds, per bound of :data:`LATENCY_BUCKETS`, how many samples took at most
+    that long (cumulative, as in a Prometheus histogram); ``total_seconds`` is their sum.
+    """
 
     count: int
     mean_ms: float | None
     p50_ms: float | None
     p99_ms: float | None
+    total_seconds: float = 0.0
+    buckets: tuple[int, ...] = ()
 
 
 class LatencyWindow:
     """Count and sum of all samples, plus the most recent ``size`` samples for quantiles."""
 
-    __slots__ = ("_recent", "count", "total")
+    __slots__ = ("_buckets", "_recent", "count", "total")
 
     def __init__(self, size: int = DEFAULT_WINDOW) -> None:
         self.count = 0
         self.total = 0.0
         self._recent: deque[float] = deque(maxlen=size)
+        self._buckets = [0] * (len(LATENCY_BUCKETS) + 1)
 
     def record(self, seconds: float) -> None:
         self.count += 1
         self.total += seconds
         self._recent.append(seconds)
+        self._buckets[bisect_left(LATENCY_BUCKETS, seconds)] += 1
 
     def summary(self) -> LatencySummary:
+        cumulative = []
+        running = 0
+        for count in self._buckets[:-1]:
+            running += count
+            cumulative.append(running)
         if not self.count:
-            return LatencySummary(0, None, None, None)
+            return LatencySummary(0, None, None, None, 0.0, tuple(cumulative))
         ordered = sorted(self._recent)
         return LatencySummary(
             count=self.count,
             mean_ms=self.total / self.count * 1000,
             p50_ms=_quantile(ordered, 0.50) * 1000,
             p99_ms=_quantile(ordered, 0.99) * 1000,
+            total_seconds=self.total,
+            buckets=tuple(cumulative),
         )
 
 

@@ -29,7 +29,7 @@ def async_database_url(url: str) -> URL:
     """The async SQLAlchemy URL for ``url``; raise ``ConfigurationError`` for anything else."""
     try:
         parsed = make_url(url)
-    except ArgumentError as exc:
+    except (ArgumentError, ValueError) as exc:  # ValueError: a port that is not a number
         raise ConfigurationError(f"OGCACHE_DATABASE_URL is not a database URL: {exc}") from None
     backend = parsed.get_backend_name()
     if backend in ("postgresql", "postgres"):

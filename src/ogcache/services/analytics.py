@@ -74,7 +74,7 @@ class AnalyticsService:
                 .where(*in_day)
                 .group_by(AgentEvent.event_type)
             )
-            by_type: dict[str, int] = dict(rows.tuples().all())
+            by_type: dict[str, int] = dict(rows.all())
             active_users = await session.scalar(
                 select(func.count(distinct(AgentEvent.user_profile_id))).where(*in_day)
             )

@@ -105,9 +105,20 @@ class AuthService:
         identity = await self._check_database(claims, session_id)
         ttl = min(self._ns.auth_token.ttl, identity.expires_at.timestamp() - utc_now().timestamp())
         if ttl > 0:
-            await self._cache.set(self._ns.auth_token, digest, identity, ttl)
+            stored = await self._cache.set(self._ns.auth_token, digest, identity, ttl)
             state = SessionState(session_id=session_id, user_id=identity.user_id, active=True)
-            await self._cache.set(self._ns.auth_session, str(session_id), state, ttl)
+            stored |= await self._cache.set(self._ns.auth_session, str(session_id), state, ttl)
+            if stored:
+                # A logout, block or deletion committed between the check above and these
+                # writes dropped the entries before they existed: check again, so that the
+                # entries just written cannot outlive it.
+                try:
+                    await self._check_database(claims, session_id)
+                except AuthenticationError:
+                    await self._cache.invalidate(
+                        [(self._ns.auth_token, digest), (self._ns.auth_session, str(session_id))]
+                    )
+                    raise
         return identity
 
     async def _check_database(self, claims: dict[str, Any], session_id: uuid.UUID) -> AuthIdentity:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ogcache.cache import Namespace
@@ -39,10 +39,25 @@ def parse_conversation_id(conversation_id: str | uuid.UUID) -> uuid.UUID:
         raise InvalidInputError(f"conversation id {conversation_id!r} is not a UUID") from None
 
 
+def _columns(row: Conversation, user_id: str) -> dict[str, Any]:
+    return {
+        **{c.key: getattr(row, c.key) for c in Conversation.__table__.columns},
+        "user_id": user_id,
+    }
+
+
 def _public(row: Conversation, user_id: str) -> ConversationPublic:
-    return ConversationPublic.model_validate(
-        {**{c.key: getattr(row, c.key) for c in Conversation.__table__.columns}, "user_id": user_id}
-    )
+    return ConversationPublic.model_validate(_columns(row, user_id))
+
+
+async def _lock_for_write(session: AsyncSession) -> None:
+    """Serialise read-modify-writes on SQLite, which ignores ``FOR UPDATE``.
+
+    ``BEGIN IMMEDIATE`` takes the database's write lock before anything is read (waiting up to
+    the busy timeout), so a concurrent writer cannot overwrite what this one appends.
+    """
+    if session.get_bind().dialect.name == "sqlite":
+        await session.execute(text("BEGIN IMMEDIATE"))
 
 
 class ConversationService:
@@ -56,6 +71,7 @@ class ConversationService:
     async def create(self, data: ConversationCreate) -> ConversationPublic:
         """Start a conversation for an existing user (``NotFoundError`` otherwise)."""
         async with self._db.begin() as session:
+            await _lock_for_write(session)
             profile = await self._locked_profile(session, data.user_id)
             now = utc_now()
             row = Conversation(
@@ -104,6 +120,7 @@ class ConversationService:
         """Append a message; the conversation as stored afterwards is returned."""
         cid = parse_conversation_id(conversation_id)
         async with self._db.begin() as session:
+            await _lock_for_write(session)
             row = await session.scalar(
                 select(Conversation).where(Conversation.id == cid).with_for_update()
             )
@@ -147,7 +164,9 @@ class ConversationService:
                 .order_by(Conversation.started_at.desc(), Conversation.id)
                 .limit(RECENT_LIMIT)
             )
-            return [ConversationSummary.model_validate(_public(r, user_id)) for r in rows]
+            # Built from the columns, not from a ConversationPublic: pydantic would keep that
+            # subclass instance as it is, messages included.
+            return [ConversationSummary.model_validate(_columns(r, user_id)) for r in rows]
 
     async def refresh_recent(self, user_id: str) -> list[ConversationSummary]:
         """Reload the user's recent list and those conversations into the cache (warm-up)."""

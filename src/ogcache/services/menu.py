@@ -14,12 +14,15 @@ from sqlalchemy.exc import IntegrityError
 
 from ogcache.cache import Namespace
 from ogcache.db.models import MenuItem, utc_now
-from ogcache.errors import ConflictError, NotFoundError
+from ogcache.errors import ConflictError, InvalidInputError, NotFoundError
 from ogcache.schemas import MenuItemCreate, MenuItemPublic, MenuItemUpdate, MenuPublic
 from ogcache.services.base import ServiceContext
 from ogcache.services.namespaces import MENU_CONTEXT_KEYS, MENU_KEYS
 
 __all__ = ["MenuService", "render_menu_context"]
+
+# Columns that ``MenuItemUpdate`` types as optional only to mean "unchanged": never null.
+_NOT_NULL = ("category", "available", "sort_order")
 
 
 def _menu_key(include_concentrates: bool) -> str:
@@ -130,11 +133,15 @@ class MenuService:
         return item
 
     async def update_item(self, item_id: int, changes: MenuItemUpdate) -> MenuItemPublic:
+        fields = changes.model_dump(exclude_unset=True)
+        nulls = [name for name in _NOT_NULL if name in fields and fields[name] is None]
+        if nulls:
+            raise InvalidInputError(f"{', '.join(nulls)} cannot be null")
         async with self._db.begin() as session:
             row = await session.get(MenuItem, item_id, with_for_update=True)
             if row is None:
                 raise NotFoundError(f"no menu item with id {item_id}")
-            for name, value in changes.model_dump(exclude_unset=True).items():
+            for name, value in fields.items():
                 setattr(row, name, value)
             row.updated_at = utc_now()
             await session.flush()

@@ -44,7 +44,11 @@ class SessionService:
         validate_session_id(session_id)
         if not isinstance(data, dict):
             raise InvalidInputError("session data must be a JSON object")
-        if len(self._ns.codec.dumps(data)) > MAX_SESSION_BYTES:
+        try:
+            encoded = self._ns.codec.dumps(data)
+        except TypeError as exc:  # orjson: a non-JSON value or a non-string key
+            raise InvalidInputError(f"session data must be JSON: {exc}") from None
+        if len(encoded) > MAX_SESSION_BYTES:
             raise InvalidInputError(f"session data must be at most {MAX_SESSION_BYTES} bytes")
         return await self._cache.set(self._ns, session_id, data)
 

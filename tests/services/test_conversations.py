@@ -1,0 +1,320 @@
+"""Conversations: cached by id, listed per user, every write invalidating what it changed."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+import pytest
+from pydantic import ValidationError
+from sqlalchemy import select
+
+from ogcache.cache import MISSING
+from ogcache.db.models import Conversation, UserProfile
+from ogcache.errors import InvalidInputError, NotFoundError
+from ogcache.runtime import Runtime
+from ogcache.schemas import ConversationCreate, ConversationPublic, MessageCreate
+
+
+async def database_conversation(
+    runtime: Runtime, conversation_id: uuid.UUID
+) -> ConversationPublic | None:
+    """The conversation as the database holds it, read without the service."""
+    async with runtime.db() as session:
+        found = (
+            await session.execute(
+                select(Conversation, UserProfile.user_id)
+                .join(UserProfile, UserProfile.id == Conversation.user_profile_id)
+                .where(Conversation.id == conversation_id)
+            )
+        ).first()
+    if found is None:
+        return None
+    row, user_id = found
+    return ConversationPublic.model_validate(
+        {**{c.key: getattr(row, c.key) for c in Conversation.__table__.columns}, "user_id": user_id}
+    )
+
+
+async def start(runtime: Runtime, user_id: str = "web_alice") -> ConversationPublic:
+    return await runtime.conversations.create(ConversationCreate(user_id=user_id, channel="web"))
+
+
+async def test_create_for_an_unknown_user_is_not_found(runtime: Runtime) -> None:
+    with pytest.raises(NotFoundError):
+        await start(runtime, "nobody")
+
+
+async def test_create_starts_an_empty_conversation(runtime: Runtime) -> None:
+    await runtime.profiles.get_or_create(user_id="web_alice")
+    conversation = await runtime.conversations.create(
+        ConversationCreate(user_id="web_alice", channel="telegram", language="ru")
+    )
+    assert conversation.user_id == "web_alice"
+    assert (conversation.channel, conversation.language) == ("telegram", "ru")
+    assert (conversation.messages, conversation.message_count) == ([], 0)
+    assert await runtime.conversations.get(conversation.id) == conversation
+
+
+async def test_create_bumps_total_conversations_on_the_next_profile_read(
+    runtime: Runtime,
+) -> None:
+    await runtime.profiles.get_or_create(user_id="web_alice")
+    before = await runtime.profiles.get("web_alice")  # cached now
+    assert before is not None
+    await start(runtime)
+    after = await runtime.profiles.get("web_alice")
+    assert after is not None
+    assert after.total_conversations == before.total_conversations + 1
+
+
+async def test_get_returns_the_messages_as_stored(runtime: Runtime) -> None:
+    await runtime.profiles.get_or_create(user_id="web_alice")
+    conversation = await start(runtime)
+    await runtime.conversations.add_message(
+        conversation.id, MessageCreate(role="user", content="What is good for sleep?")
+    )
+    await runtime.conversations.add_message(
+        conversation.id, MessageCreate(role="assistant", content="Try Granddaddy Purple.")
+    )
+    loaded = await runtime.conversations.get(str(conversation.id))
+    assert loaded is not None
+    assert loaded == await database_conversation(runtime, conversation.id)
+    assert [(m.role, m.content) for m in loaded.messages] == [
+        ("user", "What is good for sleep?"),
+        ("assistant", "Try Granddaddy Purple."),
+    ]
+
+
+async def test_second_get_of_a_conversation_is_a_cache_hit(runtime: Runtime) -> None:
+    await runtime.profiles.get_or_create(user_id="web_alice")
+    conversation = await start(runtime)
+    runtime.cache.reset_stats()
+    first = await runtime.conversations.get(conversation.id)
+    second = await runtime.conversations.get(conversation.id)
+    assert first == second == conversation
+    stats = runtime.cache.stats()["conversation"]
+    assert (stats.misses, stats.hits, stats.loads) == (1, 1, 1)
+
+
+async def test_add_message_appends_and_bumps_the_counters(runtime: Runtime) -> None:
+    await runtime.profiles.get_or_create(user_id="web_alice")
+    conversation = await start(runtime)
+    before_profile = await runtime.profiles.get("web_alice")
+    assert before_profile is not None
+
+    updated = await runtime.conversations.add_message(
+        conversation.id, MessageCreate(role="user", content="hello")
+    )
+
+    assert updated.message_count == 1
+    assert [(m.role, m.content) for m in updated.messages] == [("user", "hello")]
+    assert updated.last_message_at > conversation.last_message_at
+    assert updated.last_message_at == updated.messages[0].timestamp
+    assert updated == await database_conversation(runtime, conversation.id)
+    profile = await runtime.profiles.get("web_alice")
+    assert profile is not None
+    assert profile.total_messages == before_profile.total_messages + 1
+
+
+async def test_add_message_invalidates_conversation_list_and_both_profile_keys(
+    runtime: Runtime,
+) -> None:
+    await runtime.profiles.get_or_create(user_id="web_alice", telegram_user_id=7001)
+    conversation = await start(runtime)
+    await runtime.conversations.get(conversation.id)
+    await runtime.conversations.recent("web_alice")
+    await runtime.profiles.get("web_alice")
+    await runtime.profiles.get_by_telegram(7001)
+    ns = runtime.namespaces
+    entries = [
+        (ns.conversation, str(conversation.id)),
+        (ns.recent_conversations, "web_alice"),
+        (ns.profile, "web_alice"),
+        (ns.profile_by_telegram, "7001"),
+    ]
+    assert MISSING not in await runtime.cache.get_entries(entries)
+
+    await runtime.conversations.add_message(
+        conversation.id, MessageCreate(role="user", content="anything sativa?")
+    )
+
+    assert await runtime.cache.get_entries(entries) == [MISSING] * 4
+    loaded = await runtime.conversations.get(conversation.id)
+    assert loaded is not None
+    assert [m.content for m in loaded.messages] == ["anything sativa?"]
+    (summary,) = await runtime.conversations.recent("web_alice")
+    assert summary.message_count == 1
+    for profile in (
+        await runtime.profiles.get("web_alice"),
+        await runtime.profiles.get_by_telegram(7001),
+    ):
+        assert profile is not None
+        assert profile.total_messages == 1
+
+
+async def test_concurrent_add_message_loses_no_message(runtime: Runtime) -> None:
+    await runtime.profiles.get_or_create(user_id="web_alice")
+    conversation = await start(runtime)
+    contents = [f"message {n}" for n in range(20)]
+
+    await asyncio.gather(
+        *(
+            runtime.conversations.add_message(
+                conversation.id, MessageCreate(role="user", content=content)
+            )
+            for content in contents
+        )
+    )
+
+    stored = await database_conversation(runtime, conversation.id)
+    assert stored is not None
+    assert stored.message_count == 20
+    assert sorted(m.content for m in stored.messages) == sorted(contents)
+    assert await runtime.conversations.get(conversation.id) == stored
+    profile = await runtime.profiles.get("web_alice")
+    assert profile is not None
+    assert profile.total_messages == 20
+
+
+async def test_recent_lists_newest_first_without_messages(runtime: Runtime) -> None:
+    await runtime.profiles.get_or_create(user_id="web_alice")
+    first = await start(runtime)
+    second = await start(runtime)
+    third = await start(runtime)
+    recent = await runtime.conversations.recent("web_alice")
+    assert [summary.id for summary in recent] == [third.id, second.id, first.id]
+    assert all(not hasattr(summary, "messages") for summary in recent)
+    assert [s.id for s in await runtime.conversations.recent("web_alice", limit=2)] == [
+        third.id,
+        second.id,
+    ]
+
+
+async def test_recent_lists_only_the_users_own_conversations(runtime: Runtime) -> None:
+    await runtime.profiles.get_or_create(user_id="web_alice")
+    await runtime.profiles.get_or_create(user_id="web_bob")
+    mine = await start(runtime, "web_alice")
+    await start(runtime, "web_bob")
+    assert [s.id for s in await runtime.conversations.recent("web_alice")] == [mine.id]
+
+
+async def test_second_recent_read_is_a_cache_hit(runtime: Runtime) -> None:
+    await runtime.profiles.get_or_create(user_id="web_alice")
+    await start(runtime)
+    runtime.cache.reset_stats()
+    first = await runtime.conversations.recent("web_alice")
+    second = await runtime.conversations.recent("web_alice", limit=1)
+    assert first == second
+    stats = runtime.cache.stats()["conversation:recent"]
+    assert (stats.misses, stats.hits, stats.loads) == (1, 1, 1)
+
+
+async def test_create_invalidates_the_recent_list(runtime: Runtime) -> None:
+    await runtime.profiles.get_or_create(user_id="web_alice")
+    first = await start(runtime)
+    assert [s.id for s in await runtime.conversations.recent("web_alice")] == [first.id]
+
+    second = await start(runtime)
+
+    cached = await runtime.cache.get(runtime.namespaces.recent_conversations, "web_alice")
+    assert cached is MISSING
+    assert [s.id for s in await runtime.conversations.recent("web_alice")] == [
+        second.id,
+        first.id,
+    ]
+
+
+async def test_add_message_refreshes_the_recent_list(runtime: Runtime) -> None:
+    await runtime.profiles.get_or_create(user_id="web_alice")
+    conversation = await start(runtime)
+    (before,) = await runtime.conversations.recent("web_alice")
+    assert before.message_count == 0
+
+    await runtime.conversations.add_message(
+        conversation.id, MessageCreate(role="user", content="hi")
+    )
+
+    (after,) = await runtime.conversations.recent("web_alice")
+    assert after.message_count == 1
+    assert after.last_message_at > before.last_message_at
+
+
+async def test_recent_of_an_unknown_user_is_not_found(runtime: Runtime) -> None:
+    with pytest.raises(NotFoundError):
+        await runtime.conversations.recent("nobody")
+
+
+@pytest.mark.parametrize("limit", [0, -1, 21])
+async def test_recent_rejects_a_limit_out_of_range(runtime: Runtime, limit: int) -> None:
+    await runtime.profiles.get_or_create(user_id="web_alice")
+    with pytest.raises(InvalidInputError, match="limit"):
+        await runtime.conversations.recent("web_alice", limit=limit)
+
+
+async def test_recent_rejects_an_invalid_user_id(runtime: Runtime) -> None:
+    with pytest.raises(InvalidInputError, match="user_id"):
+        await runtime.conversations.recent("has space")
+
+
+@pytest.mark.parametrize("conversation_id", ["not-a-uuid", "", "1234"])
+async def test_an_invalid_conversation_id_is_rejected(
+    runtime: Runtime, conversation_id: str
+) -> None:
+    with pytest.raises(InvalidInputError, match="UUID"):
+        await runtime.conversations.get(conversation_id)
+    with pytest.raises(InvalidInputError, match="UUID"):
+        await runtime.conversations.add_message(
+            conversation_id, MessageCreate(role="user", content="hi")
+        )
+
+
+async def test_an_unknown_conversation_reads_as_none(runtime: Runtime) -> None:
+    assert await runtime.conversations.get(uuid.uuid4()) is None
+    with pytest.raises(NotFoundError):
+        await runtime.conversations.require(uuid.uuid4())
+
+
+async def test_adding_to_an_unknown_conversation_is_not_found(runtime: Runtime) -> None:
+    with pytest.raises(NotFoundError):
+        await runtime.conversations.add_message(
+            uuid.uuid4(), MessageCreate(role="user", content="hi")
+        )
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"user_id": "web_alice", "channel": "sms"},
+        {"user_id": "web_alice"},
+        {"user_id": "has space", "channel": "web"},
+        {"user_id": "web_alice", "channel": "web", "language": "English"},
+        {"user_id": "web_alice", "channel": "web", "extra": 1},
+    ],
+)
+def test_invalid_conversation_input_is_a_validation_error(fields: dict[str, object]) -> None:
+    with pytest.raises(ValidationError):
+        ConversationCreate.model_validate(fields)
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"role": "user", "content": ""},
+        {"role": "system", "content": "hi"},
+        {"role": "user", "content": "x" * 16_001},
+        {"content": "hi"},
+    ],
+)
+def test_invalid_message_input_is_a_validation_error(fields: dict[str, object]) -> None:
+    with pytest.raises(ValidationError):
+        MessageCreate.model_validate(fields)
+
+
+async def test_concurrent_create_counts_every_conversation(runtime: Runtime) -> None:
+    await runtime.profiles.get_or_create(user_id="web_alice")
+    created = await asyncio.gather(*(start(runtime) for _ in range(10)))
+    assert len({conversation.id for conversation in created}) == 10
+    profile = await runtime.profiles.get("web_alice")
+    assert profile is not None
+    assert profile.total_conversations == 10
