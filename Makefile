@@ -1,5 +1,5 @@
-# The same commands locally and in CI. `make run` starts the demo on the embedded default
-# (SQLite + in-process cache); `make test` installs everything and runs every check.
+# The same commands locally and in CI. `make run` serves the API on the embedded default
+# (SQLite + in-process cache, demo data); `make test` installs everything and runs every check.
 SHELL := /bin/bash
 export UV_PYTHON_DOWNLOADS := never
 
@@ -21,7 +21,7 @@ $(VENV)/.installed: pyproject.toml uv.lock
 	@touch $@
 
 run: install
-	$(BIN)/ogcache demo
+	$(BIN)/ogcache serve --demo
 
 lint: install
 	$(BIN)/ruff check src tests

@@ -62,6 +62,82 @@ def _run(work: Callable[[Runtime], Awaitable[T]]) -> T:
 
 
 @app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=1, max=65535)] = 8000,
+    workers: Annotated[int, typer.Option(min=1, max=64, help="Worker processes.")] = 1,
+    demo: Annotated[
+        bool,
+        typer.Option(
+            "--demo",
+            help="Seed demo data, and create an admin token and a JWT secret for this run "
+            "if none are configured; print curl examples.",
+        ),
+    ] = False,
+) -> None:
+    """Run the HTTP service (migrations applied at start-up, caches warmed in the background)."""
+    import os
+    import secrets
+
+    import uvicorn
+
+    settings = _settings()
+    if demo:
+        os.environ["OGCACHE_SEED_DEMO_DATA"] = "true"
+        for variable in ("OGCACHE_ADMIN_TOKEN", "OGCACHE_JWT_SECRET"):
+            if not os.environ.get(variable) and getattr(settings, variable[8:].lower()) is None:
+                os.environ[variable] = secrets.token_urlsafe(32)
+        settings = load_settings()
+        _print_demo_help(settings, host, port)
+    if workers > 1 and not settings.redis_url:
+        errors.print(
+            "[yellow]warning:[/] several workers with the in-process cache: each worker has "
+            "its own cache and one worker's writes do not invalidate another's entries; set "
+            "OGCACHE_REDIS_URL"
+        )
+    uvicorn.run(
+        "ogcache.api.app:create_app_from_environment",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        log_level=settings.log_level.lower(),
+    )
+
+
+def _print_demo_help(settings: Settings, host: str, port: int) -> None:
+    """Print where to point curl, with this run's admin token and a demo user's token."""
+    from ogcache.db.seed import seed_demo_data
+
+    async def prepare(runtime: Runtime) -> str:
+        await runtime.migrate()
+        await seed_demo_data(runtime.db)
+        return (await runtime.auth.issue_token("web_demo_alice", ttl=24 * 3600)).access_token
+
+    user_token = _run(prepare)
+    admin = settings.admin_token.get_secret_value() if settings.admin_token else ""
+    base = f"http://{host}:{port}"
+    console.print(
+        f"""[bold]OG Lab agent backend[/] on {base}  (OpenAPI docs: {base}/docs)
+database: {settings.database_url}   cache: {settings.redis_url or "in-process memory"}
+
+export ADMIN_TOKEN={admin}
+export USER_TOKEN={user_token}
+
+curl {base}/api/cache
+curl -X POST {base}/api/cache -H "Authorization: Bearer $ADMIN_TOKEN" \\
+     -H "Content-Type: application/json" -d '{{"action": "warmup"}}'
+curl {base}/api/menu
+curl {base}/api/profiles/web_demo_alice -H "Authorization: Bearer $USER_TOKEN"
+curl {base}/api/auth/me -H "Authorization: Bearer $USER_TOKEN"
+curl {base}/metrics
+""",
+        highlight=False,
+        soft_wrap=True,
+    )
+
+
+@app.command()
 def demo(
     rounds: Annotated[int, typer.Option(min=10, max=100_000, help="Timed rounds per row.")] = 200,
 ) -> None:

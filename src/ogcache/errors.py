@@ -7,8 +7,9 @@ The tree::
     ├── InvalidInputError        a caller passed something unusable (also a ValueError)
     ├── NotFoundError            the user, conversation or item does not exist
     ├── ConflictError            the write contradicts stored data (e.g. a Telegram id in use)
-    └── AuthenticationError      a bearer token is missing, malformed, expired, tampered,
-                                 revoked, or belongs to a blocked or unknown user
+    ├── AuthenticationError      a bearer token is missing, malformed, expired, tampered,
+    │                            revoked, or belongs to a blocked or unknown user
+    └── UnavailableError         a store with no database copy (the session store) is down
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ __all__ = [
     "InvalidInputError",
     "NotFoundError",
     "OgcacheError",
+    "UnavailableError",
 ]
 
 
@@ -45,3 +47,7 @@ class ConflictError(OgcacheError):
 
 class AuthenticationError(OgcacheError):
     """The bearer token cannot be accepted; the message says why without echoing the token."""
+
+
+class UnavailableError(OgcacheError):
+    """A store that has no database copy to fall back on cannot be reached; retry later."""

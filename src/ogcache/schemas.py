@@ -26,6 +26,7 @@ __all__ = [
     "MessageCreate",
     "MessagePublic",
     "ProfileUpdate",
+    "SessionRecord",
     "SessionState",
     "TodayMetrics",
     "TopProduct",
@@ -195,6 +196,15 @@ class AuthIdentity(_Public):
     session_id: uuid.UUID
     role: str
     expires_at: datetime
+
+
+class SessionRecord(_Public):
+    """Session data kept in the cache only, with the user who stored it first."""
+
+    session_id: str
+    owner: str | None
+    data: dict[str, Any]
+    updated_at: datetime
 
 
 class SessionState(_Public):

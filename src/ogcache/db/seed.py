@@ -80,7 +80,7 @@ async def seed_demo_data(db: async_sessionmaker[AsyncSession]) -> SeedReport:
         events = 0
         if not await session.scalar(select(func.count()).select_from(AgentEvent)):
             rows = await session.execute(select(UserProfile.user_id, UserProfile.id))
-            ids = {user_id: profile_id for user_id, profile_id in rows}
+            ids = dict(rows.all())
             for n, event in enumerate(DEMO_EVENTS):
                 session.add(
                     AgentEvent(

@@ -10,10 +10,11 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from sqlalchemy import select, text
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ogcache.cache import Namespace
+from ogcache.db.locking import lock_for_write
 from ogcache.db.models import Conversation, UserProfile, utc_now
 from ogcache.errors import InvalidInputError, NotFoundError
 from ogcache.schemas import (
@@ -50,16 +51,6 @@ def _public(row: Conversation, user_id: str) -> ConversationPublic:
     return ConversationPublic.model_validate(_columns(row, user_id))
 
 
-async def _lock_for_write(session: AsyncSession) -> None:
-    """Serialise read-modify-writes on SQLite, which ignores ``FOR UPDATE``.
-
-    ``BEGIN IMMEDIATE`` takes the database's write lock before anything is read (waiting up to
-    the busy timeout), so a concurrent writer cannot overwrite what this one appends.
-    """
-    if session.get_bind().dialect.name == "sqlite":
-        await session.execute(text("BEGIN IMMEDIATE"))
-
-
 class ConversationService:
     """Create conversations, add messages, and read them through the cache."""
 
@@ -71,7 +62,7 @@ class ConversationService:
     async def create(self, data: ConversationCreate) -> ConversationPublic:
         """Start a conversation for an existing user (``NotFoundError`` otherwise)."""
         async with self._db.begin() as session:
-            await _lock_for_write(session)
+            await lock_for_write(session)
             profile = await self._locked_profile(session, data.user_id)
             now = utc_now()
             row = Conversation(
@@ -120,7 +111,7 @@ class ConversationService:
         """Append a message; the conversation as stored afterwards is returned."""
         cid = parse_conversation_id(conversation_id)
         async with self._db.begin() as session:
-            await _lock_for_write(session)
+            await lock_for_write(session)
             row = await session.scalar(
                 select(Conversation).where(Conversation.id == cid).with_for_update()
             )

@@ -8,13 +8,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from ogcache.cache import JsonCodec, ModelCodec, Namespace
+from ogcache.cache import ModelCodec, Namespace
 from ogcache.config import Settings
 from ogcache.schemas import (
     AuthIdentity,
     ConversationPublic,
     ConversationSummary,
     MenuPublic,
+    SessionRecord,
     SessionState,
     TodayMetrics,
     TopProduct,
@@ -35,7 +36,7 @@ class AppNamespaces:
     recent_conversations: Namespace[list[ConversationSummary]]
     auth_token: Namespace[AuthIdentity]
     auth_session: Namespace[SessionState]
-    session: Namespace[dict[str, Any]]
+    session: Namespace[SessionRecord]
     menu: Namespace[MenuPublic]
     menu_context: Namespace[str]
     analytics_today: Namespace[TodayMetrics]
@@ -63,7 +64,7 @@ class AppNamespaces:
             auth_session=Namespace(
                 "auth:session", settings.ttl_auth, codec=ModelCodec(SessionState)
             ),
-            session=Namespace("session", settings.ttl_session, codec=JsonCodec()),
+            session=Namespace("session", settings.ttl_session, codec=ModelCodec(SessionRecord)),
             menu=Namespace("menu", settings.ttl_menu, codec=ModelCodec(MenuPublic)),
             menu_context=Namespace("menu:context", settings.ttl_menu, codec=ModelCodec(str)),
             analytics_today=Namespace(

@@ -13,9 +13,11 @@ from typing import Any
 from sqlalchemy import delete, select
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ogcache.cache import Namespace
+from ogcache.db.locking import lock_for_write
 from ogcache.db.models import AuthSession, Conversation, UserProfile, utc_now
 from ogcache.errors import ConflictError, InvalidInputError, NotFoundError
 from ogcache.schemas import USER_ID_PATTERN, ProfileUpdate, UserProfilePublic
@@ -161,6 +163,18 @@ class ProfileService:
         """Link a Telegram account to a profile (replacing a previous link)."""
         validate_user_id(user_id)
         validate_telegram_user_id(telegram_user_id)
+        try:
+            profile, previous = await self._link(user_id, telegram_user_id, telegram_username)
+        except IntegrityError:  # a concurrent link of the same Telegram id won
+            raise ConflictError(
+                f"telegram_user_id {telegram_user_id} is linked to another user"
+            ) from None
+        await self._invalidate(profile, previous_telegram_user_id=previous)
+        return profile
+
+    async def _link(
+        self, user_id: str, telegram_user_id: int, telegram_username: str | None
+    ) -> tuple[UserProfilePublic, int | None]:
         async with self._db.begin() as session:
             row = await self._locked(session, user_id)
             holder = await session.scalar(
@@ -175,9 +189,7 @@ class ProfileService:
             if telegram_username is not None:
                 row.telegram_username = telegram_username
             await session.flush()
-            profile = UserProfilePublic.model_validate(row)
-        await self._invalidate(profile, previous_telegram_user_id=previous)
-        return profile
+            return UserProfilePublic.model_validate(row), previous
 
     async def update(self, user_id: str, changes: ProfileUpdate) -> UserProfilePublic:
         """Apply ``changes``; preferences are merged key by key, ``null`` removes a key.
@@ -251,6 +263,7 @@ class ProfileService:
         await self._invalidate(profile, extra=extra)
 
     async def _locked(self, session: AsyncSession, user_id: str) -> UserProfile:
+        await lock_for_write(session)
         row = await session.scalar(
             select(UserProfile).where(UserProfile.user_id == user_id).with_for_update()
         )

@@ -1,0 +1,149 @@
+"""The FastAPI application: routes, error handling, start-up and the background refresh.
+
+On start-up the migrations are applied (``OGCACHE_AUTO_MIGRATE``), demo data is seeded if
+asked (``OGCACHE_SEED_DEMO_DATA``), and a background task warms the critical caches (menu,
+analytics) without delaying readiness, then refreshes them every ``OGCACHE_REFRESH_INTERVAL``
+seconds so they are reloaded before they expire.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from prometheus_client import CollectorRegistry
+
+from ogcache.api.errors import BodySizeLimit, ErrorResponse, install_handlers
+from ogcache.api.metrics import CacheCollector
+from ogcache.api.routes import (
+    analytics,
+    auth,
+    cache,
+    conversations,
+    health,
+    menu,
+    profiles,
+    sessions,
+)
+from ogcache.config import Settings, load_settings
+from ogcache.db.seed import seed_demo_data
+from ogcache.errors import ConfigurationError
+from ogcache.runtime import Runtime
+
+__all__ = ["create_app", "refresh_forever"]
+
+logger = logging.getLogger("ogcache.api")
+
+_ERRORS = {
+    status: {"model": ErrorResponse, "description": description}
+    for status, description in (
+        (400, "Invalid input"),
+        (401, "Missing or invalid bearer token"),
+        (403, "Not allowed for this caller"),
+        (404, "Not found"),
+        (409, "Conflict with stored data"),
+        (413, "Request body too large"),
+        (422, "Request validation failed"),
+    )
+}
+
+
+async def refresh_forever(runtime: Runtime, interval: float) -> None:
+    """Warm the critical caches now, then again every ``interval`` seconds (0: only once)."""
+    while True:
+        try:
+            report = await runtime.warmup.warm_critical()
+            logger.info("warmed %d cache entries: %s", len(report), ", ".join(report.warmed))
+        except Exception as exc:  # the refresh must outlive a database or cache hiccup
+            logger.warning("cache warm-up failed, will retry: %s", exc)
+        if interval <= 0:
+            return
+        await asyncio.sleep(interval)
+
+
+async def prepare(runtime: Runtime) -> None:
+    """Migrate and seed as the settings say; a failure says how to fix it."""
+    settings = runtime.settings
+    if settings.auto_migrate:
+        try:
+            await runtime.migrate()
+        except Exception as exc:
+            raise ConfigurationError(
+                f"cannot migrate the database ({type(exc).__name__}: {exc}); check "
+                "OGCACHE_DATABASE_URL, or run `ogcache db upgrade` yourself and start with "
+                "OGCACHE_AUTO_MIGRATE=false"
+            ) from exc
+    if settings.seed_demo_data:
+        report = await seed_demo_data(runtime.db)
+        logger.info("demo data added: %s", report)
+    shortest = min(settings.ttl_menu, settings.ttl_analytics)
+    if settings.refresh_interval >= shortest:
+        logger.warning(
+            "OGCACHE_REFRESH_INTERVAL (%ss) is not shorter than the menu/analytics TTL (%ss): "
+            "those entries will expire before they are refreshed",
+            settings.refresh_interval,
+            shortest,
+        )
+
+
+def create_app(settings: Settings | None = None, *, runtime: Runtime | None = None) -> FastAPI:
+    """The application. Give ``runtime`` to share one you manage (tests); otherwise the app
+    opens its own from ``settings`` (default: the environment) at start-up."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        owned = runtime is None
+        active = runtime or Runtime.open(settings or load_settings())
+        refresher: asyncio.Task[None] | None = None
+        try:
+            if owned:
+                await prepare(active)
+            app.state.runtime = active
+            _install_metrics(app, active)
+            if owned:
+                refresher = asyncio.create_task(
+                    refresh_forever(active, active.settings.refresh_interval)
+                )
+            yield
+        finally:
+            if refresher is not None:
+                refresher.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await refresher
+            if owned:
+                await active.close()
+
+    app = FastAPI(
+        title="OG Lab agent backend (ogcache)",
+        version="0.1.0",
+        description="Profiles, conversations, menu, auth and analytics of the OG Lab AI agent, "
+        "read through the ogcache cache layer, with the cache management API.",
+        lifespan=lifespan,
+        responses=_ERRORS,  # type: ignore[arg-type]
+    )
+    install_handlers(app)
+    for module in (profiles, conversations, menu, auth, sessions, analytics, cache, health):
+        app.include_router(module.router)
+    limit = (settings or (runtime.settings if runtime else None) or load_settings()).max_body_bytes
+    app.add_middleware(BodySizeLimit, limit=limit)
+    if runtime is not None:
+        app.state.runtime = runtime
+        _install_metrics(app, runtime)
+    return app
+
+
+def _install_metrics(app: FastAPI, runtime: Runtime) -> None:
+    registry = CollectorRegistry(auto_describe=True)
+    collector = CacheCollector(runtime.cache)
+    registry.register(collector)
+    app.state.metrics_registry = registry
+    app.state.cache_collector = collector
+
+
+def create_app_from_environment() -> FastAPI:
+    """Factory for ``uvicorn --factory`` (used by ``ogcache serve``)."""
+    return create_app(load_settings())

@@ -1,0 +1,89 @@
+"""Dependencies of the routes, as ``Annotated`` aliases: the runtime and who is calling.
+
+Callers authenticate with ``Authorization: Bearer <token>``: either a user's access token
+(verified through the cached auth service) or the admin token ``OGCACHE_ADMIN_TOKEN``
+(compared in constant time). Without a configured admin token every admin action is refused.
+"""
+
+from __future__ import annotations
+
+import hmac
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from ogcache.api.errors import AdminDisabledError, ForbiddenError
+from ogcache.errors import AuthenticationError
+from ogcache.runtime import Runtime
+from ogcache.schemas import AuthIdentity
+
+__all__ = ["AdminDep", "Caller", "CallerDep", "RuntimeDep", "TokenDep"]
+
+_bearer = HTTPBearer(auto_error=False, description="A user's access token or the admin token.")
+
+
+def get_runtime(request: Request) -> Runtime:
+    runtime: Runtime = request.app.state.runtime
+    return runtime
+
+
+RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
+
+
+def get_token(
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> str:
+    if credentials is None or not credentials.credentials:
+        raise AuthenticationError("missing bearer token: send 'Authorization: Bearer <token>'")
+    return credentials.credentials
+
+
+TokenDep = Annotated[str, Depends(get_token)]
+
+
+@dataclass(frozen=True, slots=True)
+class Caller:
+    """An authenticated caller: the admin, or a user with a verified identity."""
+
+    identity: AuthIdentity | None
+
+    @property
+    def is_admin(self) -> bool:
+        return self.identity is None
+
+    def require_user(self, user_id: str) -> None:
+        """Allow the admin and the user ``user_id``; refuse everyone else."""
+        if self.identity is not None and self.identity.user_id != user_id:
+            raise ForbiddenError("this token belongs to another user")
+
+
+def _is_admin_token(runtime: Runtime, token: str) -> bool:
+    configured = runtime.settings.admin_token
+    if configured is None:
+        return False
+    return hmac.compare_digest(token.encode(), configured.get_secret_value().encode())
+
+
+async def get_caller(runtime: RuntimeDep, token: TokenDep) -> Caller:
+    if _is_admin_token(runtime, token):
+        return Caller(identity=None)
+    return Caller(identity=await runtime.auth.verify(token))
+
+
+CallerDep = Annotated[Caller, Depends(get_caller)]
+
+
+async def require_admin(runtime: RuntimeDep, token: TokenDep) -> Caller:
+    if runtime.settings.admin_token is None:
+        raise AdminDisabledError(
+            "admin actions are disabled: set OGCACHE_ADMIN_TOKEN (at least 32 characters) "
+            "and send it as 'Authorization: Bearer <token>'"
+        )
+    if not _is_admin_token(runtime, token):
+        raise ForbiddenError("this action needs the admin token")
+    return Caller(identity=None)
+
+
+AdminDep = Annotated[Caller, Depends(require_admin)]

@@ -1,0 +1,155 @@
+"""Errors as JSON with one stable shape: ``{"error": {"code": ..., "message": ..., "details"?}}``.
+
+Application errors map to status codes here, in one place; input that fails validation is a
+422 that lists what is wrong; nothing a client sends can produce a 500.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from ogcache.cache import CacheError, InvalidKeyError
+from ogcache.errors import (
+    AuthenticationError,
+    ConflictError,
+    InvalidInputError,
+    NotFoundError,
+    OgcacheError,
+    UnavailableError,
+)
+
+__all__ = ["BodySizeLimit", "ErrorBody", "ErrorResponse", "error_response", "install_handlers"]
+
+logger = logging.getLogger("ogcache.api")
+
+
+class ErrorBody(BaseModel):
+    code: str
+    message: str
+    details: list[dict[str, Any]] | None = None
+
+
+class ErrorResponse(BaseModel):
+    """The body of every error response."""
+
+    error: ErrorBody
+
+
+class ForbiddenError(OgcacheError):
+    """The caller is authenticated but may not do this."""
+
+
+class AdminDisabledError(ForbiddenError):
+    """Admin actions are refused because no admin token is configured."""
+
+
+_STATUS: list[tuple[type[Exception], int, str]] = [
+    (AuthenticationError, 401, "unauthorized"),
+    (AdminDisabledError, 403, "admin_disabled"),
+    (ForbiddenError, 403, "forbidden"),
+    (NotFoundError, 404, "not_found"),
+    (ConflictError, 409, "conflict"),
+    (InvalidInputError, 400, "invalid_input"),
+    (InvalidKeyError, 400, "invalid_input"),
+    (UnavailableError, 503, "unavailable"),
+]
+
+
+def error_response(
+    status: int, code: str, message: str, details: list[dict[str, Any]] | None = None
+) -> JSONResponse:
+    body = ErrorResponse(error=ErrorBody(code=code, message=message, details=details))
+    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    return JSONResponse(body.model_dump(exclude_none=True), status_code=status, headers=headers)
+
+
+def _application_error(request: Request, exc: Exception) -> JSONResponse:
+    for kind, status, code in _STATUS:
+        if isinstance(exc, kind):
+            return error_response(status, code, str(exc))
+    logger.error("unhandled application error on %s %s: %s", request.method, request.url.path, exc)
+    return error_response(500, "internal_error", "internal error; see the server log")
+
+
+def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+    details = [
+        {"location": list(error.get("loc", ())), "message": error.get("msg", "")}
+        for error in exc.errors()
+    ]
+    summary = "; ".join(
+        f"{'.'.join(str(part) for part in d['location'])}: {d['message']}" for d in details[:5]
+    )
+    return error_response(422, "validation_error", f"invalid request: {summary}", details)
+
+
+def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    codes = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large"}
+    return error_response(
+        exc.status_code, codes.get(exc.status_code, "http_error"), str(exc.detail)
+    )
+
+
+def install_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(OgcacheError, _application_error)
+    app.add_exception_handler(CacheError, _application_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)  # type: ignore[arg-type]
+    app.add_exception_handler(StarletteHTTPException, _http_error)  # type: ignore[arg-type]
+
+
+class BodySizeLimit:
+    """Reject request bodies larger than ``limit`` bytes with 413, before they are buffered.
+
+    Checks the declared ``Content-Length`` and counts streamed chunks, so a chunked upload
+    cannot slip past the declared size.
+    """
+
+    def __init__(self, app: ASGIApp, limit: int) -> None:
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        for name, value in scope.get("headers", []):
+            if name == b"content-length":
+                try:
+                    declared = int(value)
+                except ValueError:
+                    declared = -1
+                if declared < 0 or declared > self.limit:
+                    await self._reject(scope, receive, send)
+                    return
+        received = 0
+
+        async def limited() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.limit:
+                    raise _TooLarge
+            return message
+
+        try:
+            await self.app(scope, limited, send)
+        except _TooLarge:
+            await self._reject(scope, receive, send)
+
+    async def _reject(self, scope: Scope, receive: Receive, send: Send) -> None:
+        response = error_response(
+            413, "payload_too_large", f"request body is larger than {self.limit} bytes"
+        )
+        await response(scope, receive, send)
+
+
+class _TooLarge(Exception):
+    pass

@@ -1,0 +1,88 @@
+"""Prometheus metrics read from the cache's own statistics at scrape time.
+
+Nothing is recorded twice: the collector turns the per-namespace counters and latency
+histograms that the cache keeps anyway into metric families when ``/metrics`` is scraped.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
+from prometheus_client.registry import Collector
+
+from ogcache.cache import Cache
+from ogcache.cache.stats import LATENCY_BUCKETS, LatencySummary
+
+__all__ = ["CacheCollector", "render_metrics"]
+
+_COUNTERS = (
+    ("hits", "Cache lookups that found a value."),
+    ("misses", "Cache lookups that found nothing (including failed lookups)."),
+    ("loads", "Loader calls after a miss that returned a value."),
+    ("load_errors", "Loader calls that raised."),
+    ("errors", "Cache operations that failed or timed out and were served without the cache."),
+    ("decode_errors", "Stored values that could not be decoded (dropped, served as misses)."),
+    ("sets", "Values written to the cache."),
+    ("invalidations", "Entries invalidated after writes."),
+)
+
+
+class CacheCollector(Collector):
+    """Exports one :class:`Cache`'s statistics; ``up`` is set by the scrape handler."""
+
+    def __init__(self, cache: Cache) -> None:
+        self._cache = cache
+        self.up: bool | None = None
+
+    def collect(self) -> Iterator[Metric]:
+        snapshots = self._cache.stats()
+        for field, documentation in _COUNTERS:
+            family = CounterMetricFamily(
+                f"ogcache_cache_{field}", documentation, labels=["namespace"]
+            )
+            for name, snapshot in snapshots.items():
+                family.add_metric([name], getattr(snapshot, field))
+            yield family
+        yield self._histogram(
+            "ogcache_cache_operation_seconds",
+            "Latency of cache operations.",
+            {name: s.operation_latency for name, s in snapshots.items()},
+        )
+        yield self._histogram(
+            "ogcache_cache_load_seconds",
+            "Latency of loaders (database reads) after a miss.",
+            {name: s.load_latency for name, s in snapshots.items()},
+        )
+        if self.up is not None:
+            up = GaugeMetricFamily(
+                "ogcache_cache_up",
+                "1 if the cache backend answered the last probe.",
+                labels=["backend"],
+            )
+            up.add_metric([self._cache.backend.name], 1.0 if self.up else 0.0)
+            yield up
+
+    @staticmethod
+    def _histogram(
+        name: str, documentation: str, summaries: dict[str, LatencySummary]
+    ) -> HistogramMetricFamily:
+        family = HistogramMetricFamily(name, documentation, labels=["namespace"])
+        for namespace, summary in summaries.items():
+            buckets = [
+                (str(bound), float(count))
+                for bound, count in zip(LATENCY_BUCKETS, summary.buckets, strict=True)
+            ]
+            buckets.append(("+Inf", float(summary.count)))
+            family.add_metric([namespace], buckets, sum_value=summary.total_seconds)
+        return family
+
+
+def render_metrics(registry: CollectorRegistry) -> bytes:
+    return generate_latest(registry)

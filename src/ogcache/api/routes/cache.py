@@ -1,0 +1,122 @@
+"""The cache management API, compatible with the original's curl examples.
+
+``GET /api/cache`` answers statistics to anyone (no secrets in it, like ``/metrics``);
+``POST /api/cache`` actions need the admin token.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from fastapi import APIRouter
+from pydantic import BaseModel, ConfigDict, Field
+
+from ogcache.api.deps import AdminDep, RuntimeDep
+from ogcache.cache import CacheReport
+from ogcache.errors import InvalidInputError
+
+router = APIRouter(prefix="/api/cache", tags=["cache"])
+
+ACTIONS = ("warmup", "warmup-menu", "clear", "clear-prefix")
+
+
+class CacheAction(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    action: str = Field(description=f"One of: {', '.join(ACTIONS)}.")
+    prefix: str | None = Field(
+        default=None,
+        max_length=512,
+        description="For clear-prefix: a literal key prefix inside this application's keyspace,"
+        " e.g. 'user:profile:'.",
+    )
+
+
+class CacheActionResult(BaseModel):
+    action: Literal["warmup", "warmup-menu", "clear", "clear-prefix"]
+    warmed: list[str] | None = None
+    keysWarmed: int | None = None
+    keysCleared: int | None = None
+    prefix: str | None = None
+
+
+def report_json(report: CacheReport) -> dict[str, Any]:
+    """The statistics in the original API's shape, with ours added."""
+    namespaces = {
+        name: {
+            "hits": stats.hits,
+            "misses": stats.misses,
+            "hitRate": stats.hit_rate,
+            "loads": stats.loads,
+            "loadErrors": stats.load_errors,
+            "errors": stats.errors,
+            "invalidations": stats.invalidations,
+            "latencyMs": {
+                "mean": stats.operation_latency.mean_ms,
+                "p50": stats.operation_latency.p50_ms,
+                "p99": stats.operation_latency.p99_ms,
+            },
+            "loadLatencyMs": {
+                "mean": stats.load_latency.mean_ms,
+                "p99": stats.load_latency.p99_ms,
+            },
+        }
+        for name, stats in report.namespaces.items()
+    }
+    hits = sum(s.hits for s in report.namespaces.values())
+    lookups = hits + sum(s.misses for s in report.namespaces.values())
+    stats: dict[str, Any] = {
+        "available": report.available,
+        "totalKeys": report.keys.count if report.keys else None,
+        "totalKeysComplete": report.keys.complete if report.keys else None,
+        "hitRate": hits / lookups if lookups else None,
+        "namespaces": namespaces,
+    }
+    if report.info is not None:
+        stats["memory"] = {
+            "usedBytes": report.info.memory_used_bytes,
+            "limitBytes": report.info.memory_limit_bytes,
+            "evictionPolicy": report.info.eviction_policy,
+        }
+    if report.error:
+        stats["error"] = report.error
+    return {
+        "available": report.available,
+        "backend": report.backend,
+        "prefix": report.prefix,
+        "stats": stats,
+    }
+
+
+@router.get("")
+async def cache_stats(runtime: RuntimeDep) -> dict[str, Any]:
+    """Availability, key count, memory and per-namespace statistics."""
+    return report_json(await runtime.cache.report())
+
+
+@router.post("", response_model=CacheActionResult, response_model_exclude_none=True)
+async def cache_action(
+    body: CacheAction, runtime: RuntimeDep, _admin: AdminDep
+) -> CacheActionResult:
+    """Run an admin action: ``warmup``, ``warmup-menu``, ``clear`` or ``clear-prefix``."""
+    if body.action == "warmup":
+        report = await runtime.warmup.warm_critical()
+        return CacheActionResult(action="warmup", warmed=report.warmed, keysWarmed=len(report))
+    if body.action == "warmup-menu":
+        report = await runtime.warmup.warm_menu()
+        return CacheActionResult(action="warmup-menu", warmed=report.warmed, keysWarmed=len(report))
+    if body.action == "clear":
+        return CacheActionResult(action="clear", keysCleared=await runtime.cache.clear())
+    if body.action == "clear-prefix":
+        prefix = (body.prefix or "").strip()
+        own = f"{runtime.cache.prefix}:"
+        if prefix.startswith(own):
+            prefix = prefix[len(own) :]
+        if not prefix:
+            raise InvalidInputError(
+                "clear-prefix needs a non-empty 'prefix', e.g. 'user:profile:'; "
+                "use the 'clear' action to remove everything"
+            )
+        removed = await runtime.cache.clear_prefix(prefix)
+        return CacheActionResult(action="clear-prefix", keysCleared=removed, prefix=prefix)
+    raise InvalidInputError(f"unknown action {body.action!r}; valid actions: {', '.join(ACTIONS)}")
