@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator, Awaitable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TypeVar
 
@@ -16,7 +17,7 @@ import pytest
 from redis import Redis
 
 from ogcache.db.seed import seed_demo_data
-from ogcache.errors import AuthenticationError
+from ogcache.errors import AuthenticationError, NotFoundError, UnavailableError
 from ogcache.runtime import Runtime
 from ogcache.schemas import ConversationCreate, MessageCreate, ProfileUpdate
 from tests.services.conftest import make_settings
@@ -36,6 +37,15 @@ async def bounded(call: Awaitable[T]) -> T:
     elapsed = time.perf_counter() - start
     assert elapsed < BOUND, f"call took {elapsed:.2f} s with the cache unavailable"
     return result
+
+
+@contextmanager
+def within_bound() -> Iterator[None]:
+    """Like :func:`bounded` for a block whose call is expected to raise."""
+    start = time.perf_counter()
+    yield
+    elapsed = time.perf_counter() - start
+    assert elapsed < BOUND, f"call took {elapsed:.2f} s with the cache unavailable"
 
 
 async def open_app(database_url: str, redis_url: str) -> Runtime:
@@ -202,10 +212,27 @@ async def test_cache_errors_are_counted_and_reported(app: Runtime, own_redis: Re
 async def test_cache_only_sessions_report_unavailability(
     app: Runtime, own_redis: RedisProcess
 ) -> None:
-    assert await app.sessions.set("chat-session-1", {"step": 1}) is True
+    stored = await app.sessions.set("chat-session-1", {"step": 1}, owner="web_demo_alice")
+    assert stored.data == {"step": 1}
+    assert await app.sessions.get("chat-session-1") == stored
     own_redis.stop()
+    app.cache.reset_stats()
+
     assert await bounded(app.sessions.get("chat-session-1")) is None
-    assert await bounded(app.sessions.set("chat-session-1", {"step": 2})) is False
+    with within_bound(), pytest.raises(UnavailableError, match="unreachable"):
+        await app.sessions.set("chat-session-1", {"step": 2})
+    with within_bound(), pytest.raises(UnavailableError, match="unreachable"):
+        await app.sessions.set("chat-session-2", {"step": 1}, owner="web_demo_alice")
+    with within_bound(), pytest.raises(UnavailableError, match="unreachable"):
+        await app.sessions.delete("chat-session-1")
+    # update_field reads first and cannot tell an unreachable cache from an absent session,
+    # so it may report either; what matters is that it fails within the bound, writing nothing.
+    with within_bound(), pytest.raises((NotFoundError, UnavailableError)):
+        await app.sessions.update_field("chat-session-1", "step", 3)
+
+    stats = app.cache.stats()["session"]
+    assert stats.errors >= 5
+    assert stats.sets == 0
 
 
 # --- Redis hung, or never there -------------------------------------------------------------
@@ -228,6 +255,9 @@ async def test_a_hung_redis_only_slows_each_call_down(
         )
         assert added.message_count == recent[0].message_count + 1
         assert (await bounded(app.menu.get_menu())).items
+        assert await bounded(app.sessions.get("chat-session-1")) is None
+        with within_bound(), pytest.raises(UnavailableError):
+            await app.sessions.set("chat-session-1", {"step": 1})
     finally:
         own_redis.resume()
     assert app.cache.stats()["user:profile"].errors > 0

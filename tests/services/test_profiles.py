@@ -217,3 +217,79 @@ async def test_invalid_telegram_ids_are_rejected(runtime: Runtime, telegram_user
 async def test_get_or_create_needs_an_id(runtime: Runtime) -> None:
     with pytest.raises(InvalidInputError):
         await runtime.profiles.get_or_create()
+
+
+# --- concurrent writes, on both stacks --------------------------------------------------------
+
+
+async def test_concurrent_preference_updates_lose_no_key(runtime: Runtime) -> None:
+    """Each update is a locked read-modify-write (FOR UPDATE, or SQLite's write lock)."""
+    await runtime.profiles.get_or_create(user_id="web_alice", telegram_user_id=7001)
+    await runtime.profiles.update("web_alice", ProfileUpdate(preferences={"language": "en"}))
+    await runtime.profiles.get("web_alice")  # a cached copy, to be invalidated
+    await runtime.profiles.get_by_telegram(7001)
+
+    results = await asyncio.gather(
+        *(
+            runtime.profiles.update("web_alice", ProfileUpdate(preferences={f"k{i}": i}))
+            for i in range(20)
+        )
+    )
+
+    expected = {"language": "en", **{f"k{i}": i for i in range(20)}}
+    for i, result in enumerate(results):
+        assert result.preferences[f"k{i}"] == i  # each update saw its own key
+        assert result.preferences["language"] == "en"
+    # The updates ran one after another: each saw all earlier ones, so the sizes are distinct.
+    assert sorted(len(result.preferences) for result in results) == list(range(2, 22))
+    stored = await database_profile(runtime, "web_alice")
+    assert stored is not None
+    assert stored.preferences == expected
+    assert await runtime.profiles.get("web_alice") == stored
+    assert await runtime.profiles.get_by_telegram(7001) == stored
+    assert await cached(runtime, "web_alice", 7001) == (stored, stored)
+
+
+async def test_concurrent_links_of_one_telegram_id_have_one_winner(runtime: Runtime) -> None:
+    telegram_user_id = 7100
+    await runtime.profiles.get_or_create(user_id="web_alice")
+    await runtime.profiles.get_or_create(user_id="web_bob")
+    # Cached copies of both profiles; nobody holds the Telegram id yet.
+    await runtime.profiles.get("web_alice")
+    await runtime.profiles.get("web_bob")
+    assert await runtime.profiles.get_by_telegram(telegram_user_id) is None
+
+    outcomes = await asyncio.gather(
+        runtime.profiles.link_telegram("web_alice", telegram_user_id, "alice_tg"),
+        runtime.profiles.link_telegram("web_bob", telegram_user_id, "bob_tg"),
+        return_exceptions=True,
+    )
+
+    for outcome in outcomes:  # a profile or a ConflictError, never an IntegrityError
+        assert isinstance(outcome, UserProfilePublic | ConflictError), repr(outcome)
+    winners = [outcome for outcome in outcomes if isinstance(outcome, UserProfilePublic)]
+    losers = [outcome for outcome in outcomes if isinstance(outcome, ConflictError)]
+    assert len(winners) == 1
+    assert len(losers) == 1
+    assert "another user" in str(losers[0])
+    winner = winners[0]
+    loser_id = ({"web_alice", "web_bob"} - {winner.user_id}).pop()
+    assert winner.telegram_user_id == telegram_user_id
+    assert winner.telegram_username == f"{winner.user_id.removeprefix('web_')}_tg"
+
+    # The database holds the winner's link only; the loser's profile is unchanged.
+    assert await database_profile(runtime, winner.user_id) == winner
+    loser = await database_profile(runtime, loser_id)
+    assert loser is not None
+    assert (loser.telegram_user_id, loser.telegram_username) == (None, None)
+    assert await runtime.profiles.get(loser_id) == loser
+
+    # The cache serves the winner under user:telegram: loaded once, then a hit.
+    runtime.cache.reset_stats()
+    assert await runtime.profiles.get_by_telegram(telegram_user_id) == winner
+    assert await runtime.profiles.get_by_telegram(telegram_user_id) == winner
+    stats = runtime.cache.stats()["user:telegram"]
+    assert (stats.loads, stats.hits) == (1, 1)
+    by_telegram = runtime.namespaces.profile_by_telegram
+    assert await runtime.cache.get(by_telegram, str(telegram_user_id)) == winner
+    assert await runtime.profiles.get(winner.user_id) == winner

@@ -58,6 +58,21 @@ class CacheBackend(Protocol):
         """Store ``(key, value, ttl)`` triples."""
         ...
 
+    async def add(self, key: str, value: bytes, ttl: float) -> bytes | None:
+        """Store ``value`` only if ``key`` is absent (atomically).
+
+        Returns ``None`` when it was stored, else the value already there (left unchanged).
+        """
+        ...
+
+    async def replace_if(
+        self, key: str, expected: bytes, offset: int, value: bytes | None, ttl: float
+    ) -> bool:
+        """Compare-and-set, atomically: if the stored value holds ``expected`` at byte
+        ``offset``, replace it with ``value`` for ``ttl`` seconds (delete it if ``value`` is
+        ``None``) and return True; otherwise change nothing and return False."""
+        ...
+
     async def delete(self, key: str) -> bool:
         """Remove ``key``; True when it existed."""
         ...

@@ -42,7 +42,9 @@ class Namespace(Generic[T]):
     ``ttl`` is in seconds. ``log_keys=False`` keeps the namespace's keys out of log records
     (for keys derived from secrets, even hashed). ``negative_ttl``, when set, lets
     ``get_or_load`` cache a ``None`` ("not found") result for that many seconds; when unset,
-    ``None`` results are not cached. Build keys with :meth:`key`.
+    ``None`` results are not cached. ``stale_ttl`` > 0 keeps an expired value that long to
+    serve it when the loader fails (never after an invalidation). ``early_refresh`` lets one
+    caller reload a hot entry shortly before it expires (XFetch). Build keys with :meth:`key`.
     """
 
     name: str
@@ -50,6 +52,8 @@ class Namespace(Generic[T]):
     version: int = 1
     codec: Codec[T] = field(default_factory=JsonCodec)
     negative_ttl: float | None = None
+    stale_ttl: float = 0.0
+    early_refresh: bool = True
     log_keys: bool = True
 
     def __post_init__(self) -> None:
@@ -62,6 +66,8 @@ class Namespace(Generic[T]):
             raise InvalidKeyError(f"namespace {self.name!r}: ttl must be > 0 seconds")
         if self.negative_ttl is not None and not self.negative_ttl > 0:
             raise InvalidKeyError(f"namespace {self.name!r}: negative_ttl must be > 0 seconds")
+        if self.stale_ttl < 0:
+            raise InvalidKeyError(f"namespace {self.name!r}: stale_ttl must be >= 0 seconds")
         if self.version < 1:
             raise InvalidKeyError(f"namespace {self.name!r}: version must be >= 1")
 

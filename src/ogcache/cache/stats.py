@@ -99,6 +99,12 @@ class NamespaceStats:
     decode_errors: int = 0
     sets: int = 0
     invalidations: int = 0
+    coalesced: int = 0
+    lease_waits: int = 0
+    lease_timeouts: int = 0
+    sets_rejected: int = 0
+    stale_served: int = 0
+    early_refreshes: int = 0
     operations: LatencyWindow = field(default_factory=LatencyWindow)
     load_times: LatencyWindow = field(default_factory=LatencyWindow)
 
@@ -115,6 +121,12 @@ class NamespaceStats:
             decode_errors=self.decode_errors,
             sets=self.sets,
             invalidations=self.invalidations,
+            coalesced=self.coalesced,
+            lease_waits=self.lease_waits,
+            lease_timeouts=self.lease_timeouts,
+            sets_rejected=self.sets_rejected,
+            stale_served=self.stale_served,
+            early_refreshes=self.early_refreshes,
             operation_latency=self.operations.summary(),
             load_latency=self.load_times.summary(),
         )
@@ -126,7 +138,12 @@ class NamespaceStatsSnapshot:
 
     ``errors`` counts failed or timed-out cache operations (each degraded to a miss or a
     skipped write); ``load_errors`` counts loaders that raised; ``decode_errors`` counts stored
-    values that could not be decoded (each deleted and treated as a miss).
+    values that could not be decoded (each deleted and treated as a miss). ``coalesced``
+    counts misses that shared another caller's load in this process; ``lease_waits`` misses
+    that waited for another process's load, ``lease_timeouts`` those that gave up waiting and
+    loaded without caching; ``sets_rejected`` loaded values not stored because an
+    invalidation (or a newer write) came first; ``stale_served`` expired values served because
+    the loader failed; ``early_refreshes`` entries reloaded before they expired.
     """
 
     namespace: str
@@ -139,5 +156,11 @@ class NamespaceStatsSnapshot:
     decode_errors: int
     sets: int
     invalidations: int
+    coalesced: int
+    lease_waits: int
+    lease_timeouts: int
+    sets_rejected: int
+    stale_served: int
+    early_refreshes: int
     operation_latency: LatencySummary
     load_latency: LatencySummary

@@ -89,6 +89,27 @@ class MemoryBackend:
         for key, value, ttl in items:
             self._store(key, value, ttl, now)
 
+    async def add(self, key: str, value: bytes, ttl: float) -> bytes | None:
+        now = self._clock()
+        existing = self._live(key, now)
+        if existing is not None:
+            return existing
+        self._store(key, value, ttl, now)
+        return None
+
+    async def replace_if(
+        self, key: str, expected: bytes, offset: int, value: bytes | None, ttl: float
+    ) -> bool:
+        now = self._clock()
+        current = self._live(key, now)
+        if current is None or current[offset : offset + len(expected)] != expected:
+            return False
+        if value is None:
+            self._remove(key)
+        else:
+            self._store(key, value, ttl, now)
+        return True
+
     async def delete(self, key: str) -> bool:
         return self._remove(key)
 

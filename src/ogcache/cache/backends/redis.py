@@ -28,6 +28,28 @@ __all__ = ["RedisBackend", "escape_glob"]
 
 _GLOB_SPECIALS = re.compile(r"([\\*?\[\]])")
 
+# SET only if absent, else return what is there: one atomic step (SET NX GET needs Redis 7).
+_ADD = """
+local current = redis.call('GET', KEYS[1])
+if current then return current end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+return false
+"""
+
+# Compare a slice of the stored value, then replace or delete it: one atomic step.
+_REPLACE_IF = """
+local current = redis.call('GET', KEYS[1])
+if not current then return 0 end
+local offset = tonumber(ARGV[2])
+if string.sub(current, offset + 1, offset + #ARGV[1]) ~= ARGV[1] then return 0 end
+if ARGV[3] == '' then
+  redis.call('DEL', KEYS[1])
+else
+  redis.call('SET', KEYS[1], ARGV[3], 'PX', ARGV[4])
+end
+return 1
+"""
+
 
 def escape_glob(literal: str) -> str:
     """Escape Redis glob characters so ``literal`` matches only itself in ``SCAN MATCH``."""
@@ -86,6 +108,8 @@ class RedisBackend:
         self._pool = pool
         self._client: Redis = Redis(connection_pool=pool)
         self._scan_batch = scan_batch
+        self._add = self._client.register_script(_ADD)
+        self._replace_if = self._client.register_script(_REPLACE_IF)
 
     async def get(self, key: str) -> bytes | None:
         with _translated("GET"):
@@ -109,6 +133,20 @@ class RedisBackend:
                 for key, value, ttl in items:
                     pipe.set(key, value, px=_milliseconds(ttl))
                 await pipe.execute()
+
+    async def add(self, key: str, value: bytes, ttl: float) -> bytes | None:
+        with _translated("add (Lua)"):
+            existing = await self._add(keys=[key], args=[value, _milliseconds(ttl)])
+            return cast("bytes | None", existing)
+
+    async def replace_if(
+        self, key: str, expected: bytes, offset: int, value: bytes | None, ttl: float
+    ) -> bool:
+        with _translated("replace_if (Lua)"):
+            replaced = await self._replace_if(
+                keys=[key], args=[expected, offset, value or b"", _milliseconds(ttl)]
+            )
+            return bool(replaced)
 
     async def delete(self, key: str) -> bool:
         with _translated("UNLINK"):
