@@ -7,7 +7,6 @@ non-zero with a readable message on failure.
 from __future__ import annotations
 
 import asyncio
-import logging
 from collections.abc import Awaitable, Callable
 from typing import Annotated, TypeVar
 
@@ -16,8 +15,9 @@ from rich.console import Console
 from rich.table import Table
 
 from ogcache.cache import BackendError, CacheError
-from ogcache.config import Settings, load_settings
+from ogcache.config import Settings, load_settings, redact_url
 from ogcache.errors import OgcacheError
+from ogcache.log import configure_logging
 from ogcache.runtime import Runtime
 
 __all__ = ["app", "main"]
@@ -32,15 +32,13 @@ app.add_typer(db_app, name="db")
 app.add_typer(cache_app, name="cache")
 app.add_typer(token_app, name="token")
 
-console = Console()
-errors = Console(stderr=True)
+console = Console(emoji=False, highlight=False)
+errors = Console(stderr=True, emoji=False, highlight=False)
 
 
 def _settings() -> Settings:
     settings = load_settings()
-    logging.basicConfig(
-        level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    configure_logging(settings)
     return settings
 
 
@@ -81,7 +79,11 @@ def serve(
 
     import uvicorn
 
-    settings = _settings()
+    try:
+        settings = _settings()
+    except OgcacheError as exc:
+        errors.print(f"[bold red]error:[/] {exc}")
+        raise typer.Exit(1) from None
     if demo:
         os.environ["OGCACHE_SEED_DEMO_DATA"] = "true"
         for variable in ("OGCACHE_ADMIN_TOKEN", "OGCACHE_JWT_SECRET"):
@@ -117,9 +119,10 @@ def _print_demo_help(settings: Settings, host: str, port: int) -> None:
     user_token = _run(prepare)
     admin = settings.admin_token.get_secret_value() if settings.admin_token else ""
     base = f"http://{host}:{port}"
+    cache = redact_url(settings.redis_url) if settings.redis_url else "in-process memory"
     console.print(
         f"""[bold]OG Lab agent backend[/] on {base}  (OpenAPI docs: {base}/docs)
-database: {settings.database_url}   cache: {settings.redis_url or "in-process memory"}
+database: {redact_url(settings.database_url)}   cache: {cache}
 
 export ADMIN_TOKEN={admin}
 export USER_TOKEN={user_token}
@@ -149,7 +152,7 @@ def demo(
         await runtime.migrate()
         seeded = await seed_demo_data(runtime.db)
         console.print(
-            f"database: {runtime.settings.database_url} (migrated; demo data added: "
+            f"database: {redact_url(runtime.settings.database_url)} (migrated; demo data added: "
             f"{seeded.menu_items} menu items, {seeded.users} users, "
             f"{seeded.conversations} conversations, {seeded.events} events)"
         )
@@ -261,6 +264,7 @@ def warmup(
     """Load critical data from the database into the cache."""
 
     async def work(runtime: Runtime) -> list[str]:
+        await runtime.cache.ping()  # warming an unreachable cache would store nothing
         report = await (runtime.warmup.warm_menu() if menu else runtime.warmup.warm_critical())
         if user is not None:
             report.warmed += (await runtime.warmup.warm_user(user)).warmed
@@ -277,7 +281,9 @@ def warmup(
 @token_app.command("issue")
 def token_issue(
     user: Annotated[str, typer.Option("--user", help="user_id of an existing profile.")],
-    ttl: Annotated[float, typer.Option(help="Lifetime in seconds.")] = 3600,
+    ttl: Annotated[
+        float | None, typer.Option(help="Lifetime in seconds (default: OGCACHE_TOKEN_TTL).")
+    ] = None,
 ) -> None:
     """Open a session for a user and print an access token for it."""
     issued = _run(lambda runtime: runtime.auth.issue_token(user, ttl=ttl))

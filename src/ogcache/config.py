@@ -7,14 +7,14 @@ variable. Secrets are ``SecretStr`` so they never appear in reprs or logs.
 from __future__ import annotations
 
 from typing import Annotated, Any, Literal
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from ogcache.errors import ConfigurationError
 
-__all__ = ["Settings", "load_settings"]
+__all__ = ["Settings", "load_settings", "redact_url"]
 
 Seconds = Annotated[float, Field(gt=0)]
 
@@ -113,3 +113,13 @@ def load_settings(**overrides: Any) -> Settings:
             )
             problems.append(f"{variable}: {error['msg']}")
         raise ConfigurationError("invalid settings: " + "; ".join(problems)) from None
+
+
+def redact_url(url: str) -> str:
+    """The URL with its password replaced by ``***``, for logs and messages."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    userinfo = f"{parts.username or ''}:***@"
+    host = parts.netloc.rsplit("@", 1)[-1]
+    return urlunsplit(parts._replace(netloc=userinfo + host))

@@ -14,7 +14,7 @@ from types import TracebackType
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from ogcache.cache import BackendOptions, Cache, create_backend
-from ogcache.config import Settings
+from ogcache.config import Settings, redact_url
 from ogcache.db import create_engine, create_session_factory, upgrade
 from ogcache.services import (
     AnalyticsService,
@@ -52,7 +52,7 @@ class Runtime:
     def open(cls, settings: Settings) -> Runtime:
         """Build everything; no I/O happens until the first call (connections are lazy)."""
         if settings.redis_url and not settings.redis_url.startswith("memory:"):
-            logger.info("cache backend: Redis (%s)", _redacted(settings.redis_url))
+            logger.info("cache backend: Redis (%s)", redact_url(settings.redis_url))
         else:
             logger.info(
                 "cache backend: in-process memory (OGCACHE_REDIS_URL is not set); "
@@ -121,14 +121,3 @@ class Runtime:
         traceback: TracebackType | None,
     ) -> None:
         await self.close()
-
-
-def _redacted(url: str) -> str:
-    """The URL without its password, for logs."""
-    from urllib.parse import urlsplit, urlunsplit
-
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
-    return urlunsplit(parts._replace(netloc=netloc))

@@ -32,6 +32,7 @@ from ogcache.api.routes import (
 from ogcache.config import Settings, load_settings
 from ogcache.db.seed import seed_demo_data
 from ogcache.errors import ConfigurationError
+from ogcache.log import configure_logging
 from ogcache.runtime import Runtime
 
 __all__ = ["create_app", "refresh_forever"]
@@ -145,5 +146,7 @@ def _install_metrics(app: FastAPI, runtime: Runtime) -> None:
 
 
 def create_app_from_environment() -> FastAPI:
-    """Factory for ``uvicorn --factory`` (used by ``ogcache serve``)."""
-    return create_app(load_settings())
+    """Factory for ``uvicorn --factory`` (used by ``ogcache serve``, in every worker)."""
+    settings = load_settings()
+    configure_logging(settings)
+    return create_app(settings)

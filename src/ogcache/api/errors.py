@@ -13,10 +13,11 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
+from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from ogcache.cache import CacheError, InvalidKeyError
+from ogcache.cache import BackendError, CacheError, InvalidKeyError
 from ogcache.errors import (
     AuthenticationError,
     ConflictError,
@@ -60,6 +61,7 @@ _STATUS: list[tuple[type[Exception], int, str]] = [
     (InvalidInputError, 400, "invalid_input"),
     (InvalidKeyError, 400, "invalid_input"),
     (UnavailableError, 503, "unavailable"),
+    (BackendError, 503, "unavailable"),
 ]
 
 
@@ -76,6 +78,26 @@ def _application_error(request: Request, exc: Exception) -> JSONResponse:
         if isinstance(exc, kind):
             return error_response(status, code, str(exc))
     logger.error("unhandled application error on %s %s: %s", request.method, request.url.path, exc)
+    return error_response(500, "internal_error", "internal error; see the server log")
+
+
+def _database_error(request: Request, exc: Exception) -> JSONResponse:
+    """What the database said: a value it cannot store (PostgreSQL's data exceptions, such as
+    a NUL character or a NaN in JSON) is the caller's error; a database that cannot be reached
+    is a 503; anything else is a 500, logged."""
+    sqlstate = getattr(getattr(exc, "orig", None), "sqlstate", None) or ""
+    if sqlstate.startswith("22"):
+        reason = str(getattr(exc, "orig", exc)).splitlines()[0][:200]
+        return error_response(
+            400, "invalid_input", f"the database cannot store a value of this request: {reason}"
+        )
+    if isinstance(exc, OSError) or sqlstate.startswith("08"):
+        return error_response(
+            503,
+            "unavailable",
+            f"the database cannot be reached ({type(exc).__name__}); retry later",
+        )
+    logger.error("database error on %s %s", request.method, request.url.path, exc_info=exc)
     return error_response(500, "internal_error", "internal error; see the server log")
 
 
@@ -102,6 +124,8 @@ def install_handlers(app: FastAPI) -> None:
     app.add_exception_handler(CacheError, _application_error)
     app.add_exception_handler(RequestValidationError, _validation_error)  # type: ignore[arg-type]
     app.add_exception_handler(StarletteHTTPException, _http_error)  # type: ignore[arg-type]
+    app.add_exception_handler(DBAPIError, _database_error)
+    app.add_exception_handler(OSError, _database_error)
 
 
 class BodySizeLimit:
@@ -136,7 +160,7 @@ class BodySizeLimit:
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > self.limit:
-                    raise _TooLarge
+                    raise _TooLarge(self.limit)
             return message
 
         try:
@@ -151,5 +175,9 @@ class BodySizeLimit:
         await response(scope, receive, send)
 
 
-class _TooLarge(Exception):
-    pass
+class _TooLarge(StarletteHTTPException):
+    """An HTTP error, so that a body parser passes it on as it is (FastAPI turns any other
+    error raised while reading the body into a 400)."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(413, f"request body is larger than {limit} bytes")

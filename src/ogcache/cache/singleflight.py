@@ -3,17 +3,38 @@
 Within one process, the first caller for a key runs the work; callers arriving while it runs
 await the same result (or exception). If the first caller is cancelled, a waiting caller runs
 the work itself instead of failing with someone else's cancellation.
+
+Sharing must not hand a caller a value older than its own start. The work therefore calls
+``decide()`` just before each operation its result may come from (a read, a compare-and-set,
+a database load); a caller that joined *after* the last such moment does not take the shared
+result but runs again, because an invalidation may have happened between that moment and its
+own start.
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any, Generic, TypeVar
 
-__all__ = ["SingleFlight"]
+__all__ = ["Decide", "SingleFlight"]
 
 T = TypeVar("T")
+
+Decide = Callable[..., None]
+"""``decide()`` marks now; ``decide(at)`` marks an earlier ``time.monotonic()`` reading."""
+
+
+class _Call:
+    __slots__ = ("decided_at", "future")
+
+    def __init__(self, future: asyncio.Future[Any]) -> None:
+        self.future = future
+        self.decided_at = time.monotonic()
+
+    def decide(self, at: float | None = None) -> None:
+        self.decided_at = time.monotonic() if at is None else at
 
 
 class SingleFlight(Generic[T]):
@@ -22,7 +43,7 @@ class SingleFlight(Generic[T]):
     __slots__ = ("_calls",)
 
     def __init__(self) -> None:
-        self._calls: dict[str, asyncio.Future[Any]] = {}
+        self._calls: dict[str, _Call] = {}
 
     def __len__(self) -> int:
         return len(self._calls)
@@ -30,27 +51,31 @@ class SingleFlight(Generic[T]):
     def in_flight(self, key: str) -> bool:
         return key in self._calls
 
-    async def run(self, key: str, work: Callable[[], Awaitable[T]]) -> tuple[T, bool]:
-        """The result of ``work()``, shared; the flag is True when this caller joined a call
-        already in flight (and so did not run ``work`` itself)."""
+    async def run(self, key: str, work: Callable[[Decide], Awaitable[T]]) -> tuple[T, bool]:
+        """The result of ``work(decide)``, shared; the flag is True when this caller took the
+        result of a call another caller ran."""
         while True:
-            shared = self._calls.get(key)
-            if shared is None:
+            call = self._calls.get(key)
+            if call is None:
                 return await self._lead(key, work), False
+            joined_at = time.monotonic()
             try:
-                result: T = await asyncio.shield(shared)
+                result: T = await asyncio.shield(call.future)
             except asyncio.CancelledError:
                 task = asyncio.current_task()
-                if shared.cancelled() and (task is None or not task.cancelling()):
+                if call.future.cancelled() and (task is None or not task.cancelling()):
                     continue  # the leader was cancelled, not us: try again
                 raise
-            return result, True
+            if joined_at < call.decided_at:
+                return result, True
+            # The result was decided before we arrived: it may predate our start. Run again.
 
-    async def _lead(self, key: str, work: Callable[[], Awaitable[T]]) -> T:
+    async def _lead(self, key: str, work: Callable[[Decide], Awaitable[T]]) -> T:
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
-        self._calls[key] = future
+        call = _Call(future)
+        self._calls[key] = call
         try:
-            result = await work()
+            result = await work(call.decide)
         except asyncio.CancelledError:
             future.cancel()
             raise
@@ -62,5 +87,5 @@ class SingleFlight(Generic[T]):
             future.set_result(result)
             return result
         finally:
-            if self._calls.get(key) is future:
+            if self._calls.get(key) is call:
                 del self._calls[key]

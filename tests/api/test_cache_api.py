@@ -1,0 +1,275 @@
+"""/api/cache: statistics for anyone; warmup, warmup-menu, clear and clear-prefix for the
+admin, accepting the original's curl bodies as they are."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from ogcache.runtime import Runtime
+from tests.api.conftest import ADMIN, ALICE, assert_error, namespace_hits, one_stack
+
+JSON = {"Content-Type": "application/json"}
+
+# The request bodies of the curl examples in the seed, byte for byte.
+SEED_CURL_BODIES = (
+    '{"action": "warmup"}',
+    '{"action": "clear"}',
+    '{"action": "clear-prefix", "prefix": "user:profile:"}',
+    '{"action": "clear-prefix", "prefix": "conversation:"}',
+)
+
+
+async def total_keys(client: httpx.AsyncClient) -> int:
+    return (await client.get("/api/cache")).json()["stats"]["totalKeys"]
+
+
+async def action(client: httpx.AsyncClient, **body: str) -> httpx.Response:
+    return await client.post("/api/cache", json=body, headers=ADMIN)
+
+
+async def populate(client: httpx.AsyncClient, alice: dict) -> None:
+    """Cache a profile, a conversation list with its conversations, and the menu."""
+    listed = await client.get(f"/api/profiles/{ALICE}/conversations", headers=alice)
+    for summary in listed.json():
+        await client.get(f"/api/conversations/{summary['id']}", headers=alice)
+    await client.get(f"/api/profiles/{ALICE}", headers=alice)
+    await client.get("/api/menu")
+
+
+# --- GET -------------------------------------------------------------------------------------
+
+
+async def test_stats_have_the_originals_shape_and_need_no_token(
+    client: httpx.AsyncClient, seeded: Runtime
+) -> None:
+    response = await client.get("/api/cache")
+    assert response.status_code == 200
+    body = response.json()
+    assert body["available"] is True
+    assert body["backend"] == seeded.cache.backend.name
+    assert body["stats"]["available"] is True
+    assert body["stats"]["totalKeys"] == 0
+    assert isinstance(body["stats"]["namespaces"], dict)
+
+
+async def test_stats_count_the_keys_and_report_each_namespace(client: httpx.AsyncClient) -> None:
+    await client.get("/api/menu")
+    await client.get("/api/menu")
+    stats = (await client.get("/api/cache")).json()["stats"]
+    assert stats["totalKeys"] == 1
+    menu = stats["namespaces"]["menu"]
+    assert (menu["hits"], menu["misses"], menu["loads"], menu["hitRate"]) == (1, 1, 1, 0.5)
+    assert set(menu["latencyMs"]) == {"mean", "p50", "p99"}
+
+
+# --- authorization ---------------------------------------------------------------------------
+
+
+async def test_actions_without_a_token_are_401(client: httpx.AsyncClient) -> None:
+    await client.get("/api/menu")
+    response = await client.post("/api/cache", json={"action": "clear"})
+    assert_error(response, 401, "unauthorized")
+    assert await total_keys(client) == 1
+
+
+async def test_actions_with_a_user_token_are_403(client: httpx.AsyncClient, alice: dict) -> None:
+    await client.get("/api/menu")
+    response = await client.post("/api/cache", json={"action": "clear"}, headers=alice)
+    assert_error(response, 403, "forbidden")
+    assert await total_keys(client) == 1
+
+
+async def test_actions_with_a_wrong_admin_token_are_403(client: httpx.AsyncClient) -> None:
+    for token in ("x" * 48, ADMIN["Authorization"].removeprefix("Bearer ")[:-1]):
+        response = await client.post(
+            "/api/cache", json={"action": "warmup"}, headers={"Authorization": f"Bearer {token}"}
+        )
+        assert_error(response, 403, "forbidden")
+    assert await total_keys(client) == 0
+
+
+async def test_actions_without_a_configured_admin_token_are_403_naming_the_setting(
+    no_admin_client: httpx.AsyncClient, alice: dict
+) -> None:
+    for headers in (ADMIN, alice):
+        response = await no_admin_client.post(
+            "/api/cache", json={"action": "clear"}, headers=headers
+        )
+        error = assert_error(response, 403, "admin_disabled")
+        assert "OGCACHE_ADMIN_TOKEN" in error["message"]
+
+
+# --- warmup ----------------------------------------------------------------------------------
+
+
+async def test_warmup_answers_the_keys_it_warmed(client: httpx.AsyncClient) -> None:
+    response = await action(client, action="warmup")
+    assert response.status_code == 200
+    body = response.json()
+    assert body["action"] == "warmup"
+    assert body["keysWarmed"] == len(body["warmed"]) == await total_keys(client)
+    assert {"menu:items", "menu:items:concentrates", "menu:context:text"} <= set(body["warmed"])
+    assert any(key.startswith("analytics:today:") for key in body["warmed"])
+
+
+async def test_after_warmup_the_first_menu_read_is_a_hit(client: httpx.AsyncClient) -> None:
+    await action(client, action="warmup")
+    before = await namespace_hits(client, "menu")
+    await client.get("/api/menu")
+    assert await namespace_hits(client, "menu") == before + 1
+
+
+async def test_warmup_menu_warms_only_the_menu(client: httpx.AsyncClient) -> None:
+    response = await action(client, action="warmup-menu")
+    assert response.status_code == 200
+    body = response.json()
+    assert body["action"] == "warmup-menu"
+    assert body["keysWarmed"] == 4
+    assert all(key.startswith("menu:") for key in body["warmed"])
+    assert await total_keys(client) == 4
+
+
+# --- clear -----------------------------------------------------------------------------------
+
+
+async def test_clear_answers_the_keys_cleared_and_empties_the_cache(
+    client: httpx.AsyncClient, alice: dict
+) -> None:
+    await populate(client, alice)
+    cached = await total_keys(client)
+    assert cached > 0
+    response = await action(client, action="clear")
+    assert response.status_code == 200
+    assert response.json() == {"action": "clear", "keysCleared": cached}
+    assert await total_keys(client) == 0
+
+
+async def test_after_clear_the_next_read_is_a_miss(client: httpx.AsyncClient) -> None:
+    await client.get("/api/menu")
+    await action(client, action="clear")
+    before = await namespace_hits(client, "menu")
+    assert (await client.get("/api/menu")).status_code == 200
+    assert await namespace_hits(client, "menu") == before
+
+
+async def test_clear_prefix_removes_only_profile_keys(
+    client: httpx.AsyncClient, alice: dict
+) -> None:
+    await populate(client, alice)
+    cached = await total_keys(client)
+    response = await action(client, action="clear-prefix", prefix="user:profile:")
+    assert response.status_code == 200
+    assert response.json() == {
+        "action": "clear-prefix",
+        "keysCleared": 1,
+        "prefix": "user:profile:",
+    }
+    assert await total_keys(client) == cached - 1
+    menu_hits, profile_hits = (
+        await namespace_hits(client, "menu"),
+        await namespace_hits(client, "user:profile"),
+    )
+    await client.get("/api/menu")
+    await client.get(f"/api/profiles/{ALICE}", headers=alice)
+    assert await namespace_hits(client, "menu") == menu_hits + 1
+    assert await namespace_hits(client, "user:profile") == profile_hits
+
+
+async def test_clear_prefix_conversation_removes_conversations_and_lists(
+    client: httpx.AsyncClient, alice: dict
+) -> None:
+    await populate(client, alice)
+    cached = await total_keys(client)
+    response = await action(client, action="clear-prefix", prefix="conversation:")
+    assert response.json()["keysCleared"] == 3  # two conversations and alice's list
+    assert await total_keys(client) == cached - 3
+
+
+async def test_clear_prefix_accepts_the_full_key_prefix(
+    client: httpx.AsyncClient, seeded: Runtime, alice: dict
+) -> None:
+    await populate(client, alice)
+    full = f"{seeded.cache.prefix}:user:profile:"
+    response = await action(client, action="clear-prefix", prefix=full)
+    assert response.json() == {
+        "action": "clear-prefix",
+        "keysCleared": 1,
+        "prefix": "user:profile:",
+    }
+
+
+@pytest.mark.parametrize("glob", ["user:*", "*", "user:profile:*", "[a-z]*", "conversation:?"])
+async def test_clear_prefix_treats_glob_characters_literally(
+    client: httpx.AsyncClient, alice: dict, glob: str
+) -> None:
+    await populate(client, alice)
+    cached = await total_keys(client)
+    response = await action(client, action="clear-prefix", prefix=glob)
+    assert response.status_code == 200
+    assert response.json()["keysCleared"] == 0
+    assert await total_keys(client) == cached
+
+
+@pytest.mark.parametrize("body", [{"prefix": ""}, {"prefix": "   "}, {}])
+async def test_clear_prefix_without_a_prefix_is_400(
+    client: httpx.AsyncClient, alice: dict, body: dict
+) -> None:
+    await populate(client, alice)
+    cached = await total_keys(client)
+    response = await client.post(
+        "/api/cache", json={"action": "clear-prefix", **body}, headers=ADMIN
+    )
+    assert "prefix" in assert_error(response, 400, "invalid_input")["message"]
+    assert await total_keys(client) == cached
+
+
+async def test_clear_prefix_with_whitespace_inside_is_400(client: httpx.AsyncClient) -> None:
+    response = await action(client, action="clear-prefix", prefix="user: profile")
+    assert_error(response, 400, "invalid_input")
+
+
+@one_stack
+async def test_an_unknown_action_is_400_listing_the_valid_ones(client: httpx.AsyncClient) -> None:
+    response = await action(client, action="flushall")
+    message = assert_error(response, 400, "invalid_input")["message"]
+    assert "flushall" in message
+    for valid in ("warmup", "warmup-menu", "clear", "clear-prefix"):
+        assert valid in message
+
+
+@one_stack
+@pytest.mark.parametrize(
+    "body",
+    [
+        {},
+        {"action": "clear", "force": True},
+        {"action": 1},
+        {"action": "clear-prefix", "prefix": 5},
+    ],
+)
+async def test_a_malformed_action_body_is_422(client: httpx.AsyncClient, body: dict) -> None:
+    response = await client.post("/api/cache", json=body, headers=ADMIN)
+    assert_error(response, 422, "validation_error")
+
+
+@one_stack
+async def test_a_prefix_longer_than_512_characters_is_422(client: httpx.AsyncClient) -> None:
+    response = await action(client, action="clear-prefix", prefix="a" * 513)
+    assert_error(response, 422, "validation_error")
+
+
+@pytest.mark.parametrize("body", SEED_CURL_BODIES)
+async def test_the_seeds_curl_bodies_are_accepted_verbatim(
+    client: httpx.AsyncClient, alice: dict, body: str
+) -> None:
+    await populate(client, alice)
+    response = await client.post("/api/cache", content=body, headers={**JSON, **ADMIN})
+    assert response.status_code == 200, response.text
+    assert response.json()["action"] == body.split('"')[3]
+
+
+async def test_the_seeds_curl_bodies_without_a_token_are_401(client: httpx.AsyncClient) -> None:
+    for body in SEED_CURL_BODIES:
+        response = await client.post("/api/cache", content=body, headers=JSON)
+        assert_error(response, 401, "unauthorized")
