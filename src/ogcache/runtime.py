@@ -99,7 +99,11 @@ class Runtime:
             menu=menu,
             analytics=analytics,
             warmup=WarmupService(
-                menu=menu, analytics=analytics, profiles=profiles, conversations=conversations
+                cache=cache,
+                menu=menu,
+                analytics=analytics,
+                profiles=profiles,
+                conversations=conversations,
             ),
         )
 

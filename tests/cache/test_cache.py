@@ -133,11 +133,14 @@ async def test_get_or_load_does_not_cache_a_failed_load(cache: Cache) -> None:
 
 
 async def test_get_or_load_does_not_cache_none_without_negative_ttl(cache: Cache) -> None:
+    never = Namespace("never", ttl=60, negative_ttl=None)
+
     async def absent() -> None:
         return None
 
-    assert await cache.get_or_load(ITEMS, "k", absent) is None
-    assert await cache.get(ITEMS, "k") is MISSING
+    assert await cache.get_or_load(never, "k", absent) is None
+    assert await cache.get(never, "k") is MISSING
+    assert await cache.backend.get(cache.full_key(never, "k")) is None  # no lease left behind
 
 
 async def test_get_or_load_caches_none_with_negative_ttl(cache: Cache) -> None:

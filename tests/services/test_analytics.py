@@ -245,7 +245,10 @@ async def test_refresh_reloads_todays_metrics_and_top_products(runtime: Runtime)
     warmed = await runtime.analytics.refresh()
 
     day = utc_now().date().isoformat()
-    assert warmed == [f"analytics:today:{day}", "analytics:top:7:10"]
+    assert [(namespace.name, key) for namespace, key in warmed] == [
+        ("analytics:today", day),
+        ("analytics:top", "7:10"),
+    ]
     runtime.cache.reset_stats()
     today = await runtime.analytics.today()
     top = await runtime.analytics.top_products(days=7, limit=10)

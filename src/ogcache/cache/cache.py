@@ -1,5 +1,17 @@
 """The cache front end: namespaced, typed, cache-aside operations over one backend.
 
+Reads that miss are protected against stampedes and stale sets (``docs/consistency.md``):
+
+- **single-flight**: concurrent misses of one key in this process share one load;
+- **leases**: across processes, the caller that misses stores a lease placeholder on the key
+  (atomically, only if the key is empty) and is the only one to load; others wait briefly for
+  the value, then load without caching. The loaded value replaces the lease by
+  compare-and-set, so if an invalidation deleted the key (and the lease with it) meanwhile,
+  the possibly stale value is not stored;
+- **TTL jitter**, **negative caching** of ``None``, **early refresh** (XFetch) of entries near
+  their expiry by one caller while others keep reading the cached value, and optionally
+  **serving a recently expired value** when the loader fails.
+
 Every data-path call degrades instead of failing: a backend error or timeout is counted in
 the namespace's statistics, logged (at most once per ``error_log_interval`` seconds), and the
 call behaves as a miss, so ``get_or_load`` still returns the loader's value. Administrative
@@ -10,17 +22,23 @@ happened.
 
 from __future__ import annotations
 
+import asyncio
+import enum
 import logging
+import math
+import random
 import re
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Final, TypeVar, overload
+from typing import Any, Final, Generic, TypeVar, overload
 
 from ogcache.cache.backend import BackendInfo, CacheBackend, KeyCount
+from ogcache.cache.envelope import WRITE_ID_OFFSET, Entry, Lease, lease, new_token, unwrap, wrap
 from ogcache.cache.exceptions import BackendError, DecodeError, InvalidKeyError
 from ogcache.cache.missing import MISSING, Missing
 from ogcache.cache.namespace import Namespace, validate_prefix
+from ogcache.cache.singleflight import Decide, SingleFlight
 from ogcache.cache.stats import NamespaceStats, NamespaceStatsSnapshot
 
 __all__ = ["Cache", "CacheReport"]
@@ -34,6 +52,29 @@ _now = time.perf_counter
 # A cached None ("not found") is stored as JSON null whatever the namespace's codec, so
 # negative caching works for typed namespaces too.
 _NULL: Final = b"null"
+_REFRESH_SUFFIX: Final = "#refresh"
+_MAX_LEASE_ATTEMPTS: Final = 1000
+
+
+class _State(enum.Enum):
+    MISSING = enum.auto()
+    LEASED = enum.auto()
+    FRESH = enum.auto()
+    STALE = enum.auto()
+
+
+@dataclass(frozen=True, slots=True)
+class _Found(Generic[T]):
+    """What a read of one key found."""
+
+    state: _State
+    raw: bytes | None = None
+    entry: Entry | None = None
+    value: T | None = None
+
+
+_ABSENT: Final[_Found[Any]] = _Found(_State.MISSING)
+_LEASED: Final[_Found[Any]] = _Found(_State.LEASED)
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,7 +97,11 @@ class CacheReport:
 class Cache:
     """Namespaced cache over a :class:`~ogcache.cache.backend.CacheBackend`.
 
-    ``prefix`` is this application's keyspace in the store; ``clear`` removes only keys under it.
+    ``prefix`` is this application's keyspace in the store; ``clear`` removes only keys under
+    it. ``ttl_jitter`` spreads each TTL by ± that fraction; ``lease_ttl`` bounds how long a
+    crashed loader's lease blocks a key; ``lease_wait`` is how long other callers wait for the
+    lease holder's value before loading themselves; ``early_refresh_beta`` is XFetch's beta
+    (0 turns early refresh off).
     """
 
     def __init__(
@@ -66,21 +111,37 @@ class Cache:
         prefix: str = "ogcache",
         key_count_limit: int = 100_000,
         error_log_interval: float = 10.0,
+        ttl_jitter: float = 0.1,
+        lease_ttl: float = 10.0,
+        lease_wait: float = 2.0,
+        early_refresh_beta: float = 1.0,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         if not _APP_PREFIX.match(prefix):
             raise InvalidKeyError(
                 f"cache prefix {prefix!r} must be 1-64 letters, digits or '_.-' "
                 "(no ':'; it separates the prefix from namespaces)"
             )
+        if not 0 <= ttl_jitter < 1:
+            raise InvalidKeyError("ttl_jitter must be at least 0 and below 1")
+        if not (lease_ttl > 0 and lease_wait >= 0 and early_refresh_beta >= 0):
+            raise InvalidKeyError("lease_ttl must be > 0; lease_wait and beta must be >= 0")
         self.backend = backend
         self.prefix = prefix
         self.key_count_limit = key_count_limit
+        self.ttl_jitter = ttl_jitter
+        self.lease_ttl = lease_ttl
+        self.lease_wait = lease_wait
+        self.early_refresh_beta = early_refresh_beta
+        self._clock = clock
         self._stats: dict[str, NamespaceStats] = {}
         self._error_log_interval = error_log_interval
         self._last_error_log = -float("inf")
         self._suppressed_errors = 0
+        self._flights: SingleFlight[Any] = SingleFlight()
+        self._background: set[asyncio.Task[None]] = set()
 
-    # --- keys and statistics -------------------------------------------------------------
+    # --- keys, statistics, logging -------------------------------------------------------
 
     def full_key(self, namespace: Namespace[Any], key: str) -> str:
         """The key as stored: ``{prefix}:{namespace}:v{version}:{key}``."""
@@ -127,6 +188,67 @@ class Cache:
             extra={"event": event, "namespace": namespace.name, "key": shown, **fields},
         )
 
+    # --- encoding ------------------------------------------------------------------------
+
+    def _encode(
+        self, namespace: Namespace[T], value: T | None, ttl: float | None, load_time: float
+    ) -> tuple[bytes, float]:
+        """The stored bytes and the key's lifetime (the logical TTL plus any stale grace)."""
+        payload = _NULL if value is None else namespace.codec.dumps(value)
+        if value is None and namespace.negative_ttl is not None and ttl is None:
+            ttl = namespace.negative_ttl
+        seconds = namespace.ttl if ttl is None else ttl
+        if self.ttl_jitter:
+            seconds *= 1 + self.ttl_jitter * (2 * random.random() - 1)
+        data = wrap(
+            payload, write_id=new_token(), expires_at=self._clock() + seconds, load_time=load_time
+        )
+        return data, seconds + namespace.stale_ttl
+
+    def _inspect(
+        self, namespace: Namespace[T], stats: NamespaceStats, raw: bytes | None
+    ) -> _Found[T]:
+        """Classify stored bytes; an undecodable entry counts as absent (and is reported)."""
+        if raw is None:
+            return _ABSENT
+        try:
+            stored = unwrap(raw)
+            if isinstance(stored, Lease):
+                return _LEASED
+            if stored.expires_at <= self._clock():
+                return _Found(_State.STALE, raw, stored)
+            payload = stored.payload
+            value = None if payload == _NULL else namespace.codec.loads(payload)
+        except DecodeError as exc:
+            stats.decode_errors += 1
+            logger.warning(
+                "dropping undecodable cache entry in %s: %s",
+                namespace.name,
+                exc,
+                extra={"event": "cache.decode_error", "namespace": namespace.name},
+            )
+            return _Found(_State.MISSING, raw)
+        return _Found(_State.FRESH, raw, stored, value)
+
+    def _decode_stale(self, namespace: Namespace[T], entry: Entry) -> T | None:
+        payload = entry.payload
+        return None if payload == _NULL else namespace.codec.loads(payload)
+
+    def _count(self, namespace: Namespace[Any], stats: NamespaceStats, key: str, hit: bool) -> None:
+        if hit:
+            stats.hits += 1
+        else:
+            stats.misses += 1
+        if logger.isEnabledFor(logging.DEBUG):
+            self._log("cache.hit" if hit else "cache.miss", namespace, key)
+
+    async def _discard_undecodable(self, stats: NamespaceStats, full: str, raw: bytes) -> None:
+        """Delete an undecodable entry, unless it has been replaced meanwhile."""
+        try:
+            await self.backend.replace_if(full, raw, 0, None, 1)
+        except Exception as exc:
+            self._backend_failed(stats, "delete", exc)
+
     # --- single keys ---------------------------------------------------------------------
 
     async def get(self, namespace: Namespace[T], key: str) -> T | Missing | None:
@@ -134,77 +256,18 @@ class Cache:
 
         ``None`` is returned only for a cached "not found" (see ``Namespace.negative_ttl``).
         """
-        stats = self._stats_for(namespace)
-        full = self.full_key(namespace, key)
-        start = _now()
-        try:
-            raw = await self.backend.get(full)
-        except Exception as exc:
-            self._backend_failed(stats, "get", exc)
-            stats.misses += 1
-            return MISSING
-        stats.operations.record(_now() - start)
-        return await self._decode(namespace, stats, key, full, raw)
-
-    async def _decode(
-        self, namespace: Namespace[T], stats: NamespaceStats, key: str, full: str, raw: bytes | None
-    ) -> T | Missing | None:
-        if raw is not None:
-            try:
-                value = None if raw == _NULL else namespace.codec.loads(raw)
-            except DecodeError as exc:
-                stats.decode_errors += 1
-                logger.warning(
-                    "dropping undecodable cache entry in %s: %s",
-                    namespace.name,
-                    exc,
-                    extra={"event": "cache.decode_error", "namespace": namespace.name},
-                )
-                await self._discard(stats, full)
-            else:
-                stats.hits += 1
-                if logger.isEnabledFor(logging.DEBUG):
-                    self._log("cache.hit", namespace, key)
-                return value
-        stats.misses += 1
-        if logger.isEnabledFor(logging.DEBUG):
-            self._log("cache.miss", namespace, key)
-        return MISSING
-
-    async def _discard(self, stats: NamespaceStats, full: str) -> None:
-        try:
-            await self.backend.delete(full)
-        except Exception as exc:
-            self._backend_failed(stats, "delete", exc)
+        return (await self.get_entries([(namespace, key)]))[0]  # type: ignore[no-any-return]
 
     async def set(
         self, namespace: Namespace[T], key: str, value: T | None, ttl: float | None = None
     ) -> bool:
-        """Store ``value`` for ``ttl`` seconds (default: the namespace's); False if not stored."""
-        stats = self._stats_for(namespace)
-        full = self.full_key(namespace, key)
-        try:
-            data = _NULL if value is None else namespace.codec.dumps(value)
-        except Exception as exc:
-            stats.errors += 1
-            logger.error(
-                "cannot encode a value for %s, not caching it: %s",
-                namespace.name,
-                exc,
-                extra={"event": "cache.encode_error", "namespace": namespace.name},
-            )
-            return False
-        start = _now()
-        try:
-            await self.backend.set(full, data, namespace.ttl if ttl is None else ttl)
-        except Exception as exc:
-            self._backend_failed(stats, "set", exc)
-            return False
-        stats.operations.record(_now() - start)
-        stats.sets += 1
-        if logger.isEnabledFor(logging.DEBUG):
-            self._log("cache.cached", namespace, key)
-        return True
+        """Store ``value`` for ``ttl`` seconds (default: the namespace's); False if not stored.
+
+        An unconditional write: for values derived from the database prefer
+        :meth:`get_or_load` or :meth:`refresh`, which cannot store a value an invalidation
+        has made stale meanwhile.
+        """
+        return await self.set_many(namespace, {key: value}, ttl)
 
     async def delete(self, namespace: Namespace[Any], key: str) -> bool:
         """Invalidate one entry; False if the backend could not be reached."""
@@ -220,7 +283,7 @@ class Cache:
     async def get_entries(self, entries: Sequence[tuple[Namespace[Any], str]]) -> list[Any]:
         """Values of entries of any namespaces, in order, in one round trip.
 
-        Each absent, undecodable or unreachable entry is :data:`MISSING`.
+        Each absent, expired, leased, undecodable or unreachable entry is :data:`MISSING`.
         """
         if not entries:
             return []
@@ -238,10 +301,16 @@ class Cache:
         elapsed = _now() - start
         for namespace in {namespace.name: namespace for namespace, _ in entries}.values():
             self._stats_for(namespace).operations.record(elapsed)
-        return [
-            await self._decode(namespace, self._stats_for(namespace), key, full, raw)
-            for (namespace, key), full, raw in zip(entries, fulls, raws, strict=True)
-        ]
+        values: list[Any] = []
+        for (namespace, key), full, raw in zip(entries, fulls, raws, strict=True):
+            stats = self._stats_for(namespace)
+            found = self._inspect(namespace, stats, raw)
+            hit = found.state is _State.FRESH
+            self._count(namespace, stats, key, hit)
+            values.append(found.value if hit else MISSING)
+            if found.state is _State.MISSING and raw is not None:
+                await self._discard_undecodable(stats, full, raw)
+        return values
 
     async def set_many(
         self, namespace: Namespace[T], values: Mapping[str, T | None], ttl: float | None = None
@@ -250,25 +319,25 @@ class Cache:
         if not values:
             return True
         stats = self._stats_for(namespace)
-        seconds = namespace.ttl if ttl is None else ttl
         try:
-            items = [
-                (
-                    self.full_key(namespace, key),
-                    _NULL if value is None else namespace.codec.dumps(value),
-                    seconds,
-                )
-                for key, value in values.items()
-            ]
+            items = []
+            for key, value in values.items():
+                data, lifetime = self._encode(namespace, value, ttl, 0.0)
+                items.append((self.full_key(namespace, key), data, lifetime))
         except Exception as exc:
             stats.errors += 1
-            logger.error("cannot encode values for %s, not caching them: %s", namespace.name, exc)
+            logger.error(
+                "cannot encode a value for %s, not caching it: %s",
+                namespace.name,
+                exc,
+                extra={"event": "cache.encode_error", "namespace": namespace.name},
+            )
             return False
         start = _now()
         try:
             await self.backend.set_many(items)
         except Exception as exc:
-            self._backend_failed(stats, "set_many", exc)
+            self._backend_failed(stats, "set", exc)
             return False
         stats.operations.record(_now() - start)
         stats.sets += len(items)
@@ -284,8 +353,9 @@ class Cache:
     async def invalidate(self, entries: Iterable[tuple[Namespace[Any], str]]) -> bool:
         """Invalidate entries of any namespaces in one round trip; False if it failed.
 
-        A failed invalidation is logged as a warning: the entry may then be served until its
-        TTL ends.
+        Deleting a key also destroys any lease on it, so a load that began before this call
+        cannot store its result afterwards. A failed invalidation is logged as a warning: the
+        entry may then be served until its TTL ends.
         """
         pairs = list(entries)
         if not pairs:
@@ -341,39 +411,261 @@ class Cache:
     ) -> T | None:
         """The cached value; on a miss, ``await loader()``, cache its result and return it.
 
-        The loader's exceptions propagate and nothing is cached. A ``None`` result is cached
-        only if the namespace has a ``negative_ttl``.
+        A hit is one round trip. The loader's exceptions propagate (unless the namespace serves
+        a recently expired value on error) and nothing is cached. ``None`` is cached for the
+        namespace's ``negative_ttl``.
         """
         stats = self._stats_for(namespace)
         full = self.full_key(namespace, key)
         start = _now()
-        reachable = True
         try:
             raw = await self.backend.get(full)
         except Exception as exc:
             self._backend_failed(stats, "get", exc)
-            reachable = False
-            raw = None
-            stats.misses += 1
-        else:
-            stats.operations.record(_now() - start)
-            cached = await self._decode(namespace, stats, key, full, raw)
-            if cached is not MISSING:
-                return cached
-        value = await self._load(namespace, stats, loader)
-        if value is None:
-            if namespace.negative_ttl is None:
-                return value
-            ttl = namespace.negative_ttl
-        if reachable:
-            await self.set(namespace, key, value, ttl)
-        return value
+            self._count(namespace, stats, key, hit=False)
+            return await self._shared(
+                stats, full, lambda decide: self._load(namespace, stats, loader, None, decide)
+            )
+        stats.operations.record(_now() - start)
+        found = self._inspect(namespace, stats, raw)
+        if found.state is _State.FRESH:
+            self._count(namespace, stats, key, hit=True)
+            assert found.entry is not None
+            if self._due_for_early_refresh(namespace, found.entry):
+                self._refresh_in_background(namespace, stats, key, full, loader, ttl, found.entry)
+            return found.value
+        self._count(namespace, stats, key, hit=False)
+        return await self._shared(
+            stats,
+            full,
+            lambda decide: self._fill(namespace, stats, key, full, loader, ttl, found, decide),
+        )
 
-    async def _load(
+    async def refresh(
+        self,
+        namespace: Namespace[T],
+        key: str,
+        loader: Callable[[], Awaitable[T | None]],
+        *,
+        ttl: float | None = None,
+    ) -> T | None:
+        """Load now and store the result unless the entry was invalidated or replaced
+        meanwhile (warm-up). Returns what the loader returned."""
+        stats = self._stats_for(namespace)
+        full = self.full_key(namespace, key)
+        try:
+            raw = await self.backend.get(full)
+        except Exception as exc:
+            self._backend_failed(stats, "get", exc)
+            return await self._load(namespace, stats, loader, None)
+        found = self._inspect(namespace, stats, raw)
+        if found.entry is not None:  # fresh or stale: replace that very write, or nothing
+            start = _now()
+            value = await self._load(namespace, stats, loader, None)
+            await self._store_if(
+                namespace, stats, key, full, value, ttl, _now() - start,
+                found.entry.write_id, WRITE_ID_OFFSET,
+            )  # fmt: skip
+            return value
+        return await self._shared(
+            stats,
+            full,
+            lambda decide: self._fill(namespace, stats, key, full, loader, ttl, found, decide),
+        )
+
+    async def _shared(
+        self, stats: NamespaceStats, full: str, work: Callable[[Decide], Awaitable[T]]
+    ) -> T:
+        value, joined = await self._flights.run(full, work)
+        if joined:
+            stats.coalesced += 1
+        return value  # type: ignore[no-any-return]
+
+    async def _fill(
         self,
         namespace: Namespace[T],
         stats: NamespaceStats,
+        key: str,
+        full: str,
         loader: Callable[[], Awaitable[T | None]],
+        ttl: float | None,
+        found: _Found[T],
+        decide: Decide,
+    ) -> T | None:
+        """After a miss: take the key's lease and load, or wait for the holder's value.
+
+        ``decide`` is called before every operation the result may come from (see
+        :mod:`ogcache.cache.singleflight`).
+        """
+        token = lease(new_token())
+        stale = found.entry if found.state is _State.STALE else None
+        stale_raw = found.raw if stale is not None else None
+        deadline = time.monotonic() + self.lease_wait
+        delay = 0.002
+        waited = False
+        for _ in range(_MAX_LEASE_ATTEMPTS):
+            try:
+                if found.state is _State.FRESH:
+                    return found.value
+                decide()
+                if found.state is _State.MISSING:
+                    if found.raw is not None:  # undecodable: replace that very value
+                        acquired = await self.backend.replace_if(
+                            full, found.raw, 0, token, self.lease_ttl
+                        )
+                        current = None if acquired else await self.backend.get(full)
+                    else:
+                        current = await self.backend.add(full, token, self.lease_ttl)
+                        acquired = current is None
+                elif found.state is _State.STALE:
+                    assert found.entry is not None
+                    acquired = await self.backend.replace_if(
+                        full, found.entry.write_id, WRITE_ID_OFFSET, token, self.lease_ttl
+                    )
+                    current = None if acquired else await self.backend.get(full)
+                else:
+                    acquired, current = False, found.raw
+                if acquired:
+                    return await self._load_under_lease(
+                        namespace, stats, key, full, loader, ttl, token, stale, stale_raw, decide
+                    )
+                found = self._inspect(namespace, stats, current) if current else _ABSENT
+                if found.state is not _State.LEASED:
+                    continue  # filled, expired or emptied meanwhile: look again
+                if not waited:
+                    stats.lease_waits += 1
+                    waited = True
+                if time.monotonic() >= deadline:
+                    stats.lease_timeouts += 1
+                    return await self._load(namespace, stats, loader, stale, decide)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 0.05)
+                decide()
+                found = self._inspect(namespace, stats, await self.backend.get(full))
+            except BackendError as exc:
+                self._backend_failed(stats, "lease", exc)
+                return await self._load(namespace, stats, loader, stale, decide)
+        stats.lease_timeouts += 1  # the key kept changing under us: load without caching
+        return await self._load(namespace, stats, loader, stale, decide)
+
+    async def _load_under_lease(
+        self,
+        namespace: Namespace[T],
+        stats: NamespaceStats,
+        key: str,
+        full: str,
+        loader: Callable[[], Awaitable[T | None]],
+        ttl: float | None,
+        token: bytes,
+        stale: Entry | None,
+        stale_raw: bytes | None,
+        decide: Decide,
+    ) -> T | None:
+        decide()  # if the value is not stored, it is as fresh as the moment the load began
+        start = _now()
+        try:
+            value = await self._call_loader(stats, loader)
+        except Exception as exc:
+            # Give the key back: the stale value for the rest of its grace, else nothing.
+            await self._release(namespace, stats, full, token, stale, stale_raw)
+            if stale is not None and namespace.stale_ttl > 0:
+                return self._serve_stale(namespace, stats, key, stale, exc)
+            raise
+        except BaseException:  # cancelled: release without delaying the cancellation
+            self._in_background(self._release(namespace, stats, full, token, stale, stale_raw))
+            raise
+        sent_at = time.monotonic()
+        if await self._store_if(namespace, stats, key, full, value, ttl, _now() - start, token, 0):
+            # Stored: no invalidation came between the lease and now, so the value is valid
+            # for every caller that arrived before the compare-and-set was sent.
+            decide(sent_at)
+        return value
+
+    async def _store_if(
+        self,
+        namespace: Namespace[T],
+        stats: NamespaceStats,
+        key: str,
+        full: str,
+        value: T | None,
+        ttl: float | None,
+        load_time: float,
+        expected: bytes,
+        offset: int,
+    ) -> bool:
+        """Compare-and-set: store only if the key still holds ``expected`` at ``offset``."""
+        if value is None and namespace.negative_ttl is None:
+            data, lifetime = None, 0.0  # not cached: just give the lease back
+        else:
+            try:
+                data, lifetime = self._encode(namespace, value, ttl, load_time)
+            except Exception as exc:
+                stats.errors += 1
+                logger.error(
+                    "cannot encode a value for %s, not caching it: %s", namespace.name, exc
+                )
+                data, lifetime = None, 0.0
+        start = _now()
+        try:
+            stored = await self.backend.replace_if(full, expected, offset, data, lifetime or 1)
+        except Exception as exc:
+            self._backend_failed(stats, "set", exc)
+            return False
+        stats.operations.record(_now() - start)
+        if data is None:
+            return False
+        if stored:
+            stats.sets += 1
+            if logger.isEnabledFor(logging.DEBUG):
+                self._log("cache.cached", namespace, key)
+        else:
+            stats.sets_rejected += 1
+            if logger.isEnabledFor(logging.DEBUG):
+                self._log("cache.set_rejected", namespace, key)
+        return bool(stored)
+
+    async def _release(
+        self,
+        namespace: Namespace[Any],
+        stats: NamespaceStats,
+        full: str,
+        token: bytes,
+        stale: Entry | None,
+        stale_raw: bytes | None,
+    ) -> None:
+        """Remove our lease, or put back the stale value it replaced (for its remaining grace)."""
+        restore, lifetime = None, 1.0
+        if stale is not None and stale_raw is not None:
+            lifetime = stale.expires_at + namespace.stale_ttl - self._clock()
+            if lifetime > 0.001:
+                restore = stale_raw
+        try:
+            await self.backend.replace_if(full, token, 0, restore, max(lifetime, 0.001))
+        except Exception as exc:
+            self._backend_failed(stats, "release lease", exc)
+
+    def _serve_stale(
+        self, namespace: Namespace[T], stats: NamespaceStats, key: str, stale: Entry, exc: Exception
+    ) -> T | None:
+        age = self._clock() - stale.expires_at
+        if age > namespace.stale_ttl:
+            raise exc
+        try:
+            value = self._decode_stale(namespace, stale)
+        except DecodeError:
+            raise exc from None
+        stats.stale_served += 1
+        logger.warning(
+            "loader for %s failed (%s); serving a value expired %.1f s ago",
+            namespace.name,
+            exc,
+            age,
+            extra={"event": "cache.stale_served", "namespace": namespace.name},
+        )
+        return value
+
+    async def _call_loader(
+        self, stats: NamespaceStats, loader: Callable[[], Awaitable[T | None]]
     ) -> T | None:
         start = _now()
         try:
@@ -384,6 +676,77 @@ class Cache:
         stats.loads += 1
         stats.load_times.record(_now() - start)
         return value
+
+    async def _load(
+        self,
+        namespace: Namespace[T],
+        stats: NamespaceStats,
+        loader: Callable[[], Awaitable[T | None]],
+        stale: Entry | None,
+        decide: Decide | None = None,
+    ) -> T | None:
+        """Load without caching (the cache is unreachable, or another holds the lease)."""
+        if decide is not None:
+            decide()
+        try:
+            return await self._call_loader(stats, loader)
+        except Exception as exc:
+            if stale is not None and namespace.stale_ttl > 0:
+                return self._serve_stale(namespace, stats, "", stale, exc)
+            raise
+
+    # --- early refresh (XFetch) ----------------------------------------------------------
+
+    def _due_for_early_refresh(self, namespace: Namespace[Any], entry: Entry) -> bool:
+        """XFetch: refresh when ``now - delta * beta * ln(rand) >= expiry``."""
+        if not namespace.early_refresh or self.early_refresh_beta <= 0 or entry.load_time <= 0:
+            return False
+        gap = -entry.load_time * self.early_refresh_beta * math.log(1.0 - random.random())
+        return self._clock() + gap >= entry.expires_at
+
+    def _refresh_in_background(
+        self,
+        namespace: Namespace[T],
+        stats: NamespaceStats,
+        key: str,
+        full: str,
+        loader: Callable[[], Awaitable[T | None]],
+        ttl: float | None,
+        entry: Entry,
+    ) -> None:
+        if self._flights.in_flight(full + _REFRESH_SUFFIX):
+            return
+
+        async def refresh(decide: Decide) -> None:
+            # One refresher across processes: a short-lived marker elects it.
+            marker = full + _REFRESH_SUFFIX
+            if await self.backend.add(marker, b"1", max(1.0, entry.load_time * 4)) is not None:
+                return
+            start = _now()
+            value = await self._call_loader(stats, loader)
+            stats.early_refreshes += 1
+            await self._store_if(
+                namespace, stats, key, full, value, ttl, _now() - start, entry.write_id,
+                WRITE_ID_OFFSET,
+            )  # fmt: skip
+
+        async def guarded() -> None:
+            try:
+                await self._flights.run(full + _REFRESH_SUFFIX, refresh)
+            except BackendError as exc:
+                self._backend_failed(stats, "early refresh", exc)
+            except Exception as exc:
+                logger.warning(
+                    "early refresh of %s failed: %s", namespace.name, exc,
+                    extra={"event": "cache.refresh_error", "namespace": namespace.name},
+                )  # fmt: skip
+
+        self._in_background(guarded())
+
+    def _in_background(self, work: Awaitable[None]) -> None:
+        task = asyncio.ensure_future(work)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     # --- administration (these raise BackendError) ---------------------------------------
 
@@ -450,6 +813,11 @@ class Cache:
         )
 
     async def close(self) -> None:
+        """Stop background refreshes and release the backend's connections."""
+        for task in list(self._background):
+            task.cancel()
+        if self._background:
+            await asyncio.gather(*self._background, return_exceptions=True)
         await self.backend.close()
 
     def __repr__(self) -> str:

@@ -40,18 +40,18 @@ class Namespace(Generic[T]):
     """A named family of entries.
 
     ``ttl`` is in seconds. ``log_keys=False`` keeps the namespace's keys out of log records
-    (for keys derived from secrets, even hashed). ``negative_ttl``, when set, lets
-    ``get_or_load`` cache a ``None`` ("not found") result for that many seconds; when unset,
-    ``None`` results are not cached. ``stale_ttl`` > 0 keeps an expired value that long to
-    serve it when the loader fails (never after an invalidation). ``early_refresh`` lets one
-    caller reload a hot entry shortly before it expires (XFetch). Build keys with :meth:`key`.
+    (for keys derived from secrets, even hashed). ``negative_ttl`` is how long ``get_or_load``
+    caches a ``None`` ("not found") result (30 s by default; ``None``: never). ``stale_ttl``
+    > 0 keeps an expired value that long to serve it when the loader fails (never after an
+    invalidation). ``early_refresh`` lets one caller reload a hot entry shortly before it
+    expires (XFetch). Build keys with :meth:`key`.
     """
 
     name: str
     ttl: float
     version: int = 1
     codec: Codec[T] = field(default_factory=JsonCodec)
-    negative_ttl: float | None = None
+    negative_ttl: float | None = 30.0
     stale_ttl: float = 0.0
     early_refresh: bool = True
     log_keys: bool = True

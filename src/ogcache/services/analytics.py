@@ -18,6 +18,7 @@ from ogcache.db.models import AgentEvent, Conversation, utc_now
 from ogcache.errors import InvalidInputError
 from ogcache.schemas import TodayMetrics, TopProduct
 from ogcache.services.base import ServiceContext
+from ogcache.services.namespaces import CacheEntry
 
 __all__ = ["AnalyticsService"]
 
@@ -133,12 +134,11 @@ class AnalyticsService:
         )
         return ranked[:limit]
 
-    async def refresh(self) -> list[str]:
+    async def refresh(self) -> list[CacheEntry]:
         """Reload today's metrics and the 7-day top products into the cache (warm-up)."""
         day = utc_now().date()
-        await self._cache.set(self._ns.analytics_today, day.isoformat(), await self._load_day(day))
-        await self._cache.set(self._ns.analytics_top, "7:10", await self._load_top(7, 10))
-        return [
-            f"{self._ns.analytics_today.name}:{day.isoformat()}",
-            f"{self._ns.analytics_top.name}:7:10",
-        ]
+        await self._cache.refresh(
+            self._ns.analytics_today, day.isoformat(), lambda: self._load_day(day)
+        )
+        await self._cache.refresh(self._ns.analytics_top, "7:10", lambda: self._load_top(7, 10))
+        return [(self._ns.analytics_today, day.isoformat()), (self._ns.analytics_top, "7:10")]

@@ -8,6 +8,7 @@ invalidates the conversation, the user's list and the user's profile.
 from __future__ import annotations
 
 import uuid
+from functools import partial
 from typing import Any
 
 from sqlalchemy import select
@@ -24,6 +25,7 @@ from ogcache.schemas import (
     MessageCreate,
 )
 from ogcache.services.base import ServiceContext
+from ogcache.services.namespaces import CacheEntry
 from ogcache.services.profiles import validate_user_id
 
 __all__ = ["RECENT_LIMIT", "ConversationService", "parse_conversation_id"]
@@ -159,15 +161,19 @@ class ConversationService:
             # subclass instance as it is, messages included.
             return [ConversationSummary.model_validate(_columns(r, user_id)) for r in rows]
 
-    async def refresh_recent(self, user_id: str) -> list[ConversationSummary]:
+    async def refresh_recent(self, user_id: str) -> list[CacheEntry]:
         """Reload the user's recent list and those conversations into the cache (warm-up)."""
-        summaries = await self._load_recent(validate_user_id(user_id))
-        await self._cache.set(self._ns.recent_conversations, user_id, summaries)
-        loaded = [await self._load(summary.id) for summary in summaries]
-        await self._cache.set_many(
-            self._ns.conversation, {str(c.id): c for c in loaded if c is not None}
+        validate_user_id(user_id)
+        summaries = await self._cache.refresh(
+            self._ns.recent_conversations, user_id, lambda: self._load_recent(user_id)
         )
-        return summaries
+        entries: list[CacheEntry] = [(self._ns.recent_conversations, user_id)]
+        for summary in summaries or []:
+            await self._cache.refresh(
+                self._ns.conversation, str(summary.id), partial(self._load, summary.id)
+            )
+            entries.append((self._ns.conversation, str(summary.id)))
+        return entries
 
     async def _locked_profile(self, session: AsyncSession, user_id: str) -> UserProfile:
         validate_user_id(user_id)

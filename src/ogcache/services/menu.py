@@ -6,6 +6,7 @@ and the two context texts built from them (``menu:context``). Only available ite
 
 from __future__ import annotations
 
+from functools import partial
 from itertools import groupby
 from typing import Any
 
@@ -17,7 +18,7 @@ from ogcache.db.models import MenuItem, utc_now
 from ogcache.errors import ConflictError, InvalidInputError, NotFoundError
 from ogcache.schemas import MenuItemCreate, MenuItemPublic, MenuItemUpdate, MenuPublic
 from ogcache.services.base import ServiceContext
-from ogcache.services.namespaces import MENU_CONTEXT_KEYS, MENU_KEYS
+from ogcache.services.namespaces import MENU_CONTEXT_KEYS, MENU_KEYS, CacheEntry
 
 __all__ = ["MenuService", "render_menu_context"]
 
@@ -77,12 +78,16 @@ class MenuService:
         )
 
     async def get_context(self, include_concentrates: bool = False) -> str:
-        async def build() -> str:
-            return render_menu_context(await self.get_menu(include_concentrates))
-
         return await self._cache.get_or_load(
-            self._ns.menu_context, _context_key(include_concentrates), build
+            self._ns.menu_context,
+            _context_key(include_concentrates),
+            lambda: self._build_context(include_concentrates),
         )
+
+    async def _build_context(self, include_concentrates: bool) -> str:
+        # Built from a read of the menu made now (under this entry's lease), never from a menu
+        # loaded earlier, so an invalidation in between cannot leave an old text cached.
+        return render_menu_context(await self.get_menu(include_concentrates))
 
     async def _load(self, include_concentrates: bool) -> MenuPublic:
         query = select(MenuItem).where(MenuItem.available.is_(True))
@@ -96,22 +101,23 @@ class MenuService:
             include_concentrates=include_concentrates, items=items, loaded_at=utc_now()
         )
 
-    async def refresh(self) -> list[str]:
-        """Reload both menu variants and both texts into the cache; the keys warmed."""
-        warmed = []
-        for include_concentrates in (False, True):
-            menu = await self._load(include_concentrates)
-            await self._cache.set(self._ns.menu, _menu_key(include_concentrates), menu)
-            await self._cache.set(
-                self._ns.menu_context,
-                _context_key(include_concentrates),
-                render_menu_context(menu),
+    async def refresh(self) -> list[CacheEntry]:
+        """Reload both menu variants and both texts into the cache; the entries refreshed."""
+        entries: list[CacheEntry] = []
+        for include in (False, True):
+            await self._cache.refresh(
+                self._ns.menu, _menu_key(include), partial(self._load, include)
             )
-            warmed += [
-                f"{self._ns.menu.name}:{_menu_key(include_concentrates)}",
-                f"{self._ns.menu_context.name}:{_context_key(include_concentrates)}",
+            await self._cache.refresh(
+                self._ns.menu_context,
+                _context_key(include),
+                partial(self._build_context, include),
+            )
+            entries += [
+                (self._ns.menu, _menu_key(include)),
+                (self._ns.menu_context, _context_key(include)),
             ]
-        return warmed
+        return entries
 
     async def get_item(self, item_id: int) -> MenuItemPublic:
         async with self._db() as session:

@@ -22,7 +22,10 @@ from ogcache.schemas import (
     UserProfilePublic,
 )
 
-__all__ = ["MENU_KEYS", "AppNamespaces"]
+__all__ = ["MENU_KEYS", "AppNamespaces", "CacheEntry"]
+
+CacheEntry = tuple[Namespace[Any], str]
+"""One cache entry: its namespace and key."""
 
 MENU_KEYS = ("items", "items:concentrates")
 MENU_CONTEXT_KEYS = ("text", "text:concentrates")

@@ -22,6 +22,7 @@ from ogcache.db.models import AuthSession, Conversation, UserProfile, utc_now
 from ogcache.errors import ConflictError, InvalidInputError, NotFoundError
 from ogcache.schemas import USER_ID_PATTERN, ProfileUpdate, UserProfilePublic
 from ogcache.services.base import ServiceContext
+from ogcache.services.namespaces import CacheEntry
 
 __all__ = ["ProfileService", "validate_telegram_user_id", "validate_user_id"]
 
@@ -82,16 +83,24 @@ class ProfileService:
             row = await session.scalar(select(UserProfile).where(condition))
             return UserProfilePublic.model_validate(row) if row is not None else None
 
-    async def refresh(self, user_id: str) -> UserProfilePublic | None:
-        """Reload the profile from the database into the cache (warm-up)."""
-        profile = await self._load(UserProfile.user_id == validate_user_id(user_id))
-        if profile is not None:
-            await self._cache.set(self._ns.profile, profile.user_id, profile)
-            if profile.telegram_user_id is not None:
-                await self._cache.set(
-                    self._ns.profile_by_telegram, str(profile.telegram_user_id), profile
-                )
-        return profile
+    async def refresh(self, user_id: str) -> list[CacheEntry]:
+        """Reload the profile (under both keys) into the cache; the entries refreshed."""
+        validate_user_id(user_id)
+        profile = await self._cache.refresh(
+            self._ns.profile, user_id, lambda: self._load(UserProfile.user_id == user_id)
+        )
+        if profile is None:
+            raise NotFoundError(f"no user profile with user_id {user_id!r}")
+        entries: list[CacheEntry] = [(self._ns.profile, user_id)]
+        telegram_user_id = profile.telegram_user_id
+        if telegram_user_id is not None:
+            await self._cache.refresh(
+                self._ns.profile_by_telegram,
+                str(telegram_user_id),
+                lambda: self._load(UserProfile.telegram_user_id == telegram_user_id),
+            )
+            entries.append((self._ns.profile_by_telegram, str(telegram_user_id)))
+        return entries
 
     # --- writes --------------------------------------------------------------------------
 

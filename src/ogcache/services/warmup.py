@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ogcache.errors import NotFoundError
+from ogcache.cache import MISSING, Cache
 from ogcache.services.analytics import AnalyticsService
 from ogcache.services.conversations import ConversationService
 from ogcache.services.menu import MenuService
+from ogcache.services.namespaces import CacheEntry
 from ogcache.services.profiles import ProfileService
 
 __all__ = ["WarmupReport", "WarmupService"]
@@ -15,7 +16,7 @@ __all__ = ["WarmupReport", "WarmupService"]
 
 @dataclass(slots=True)
 class WarmupReport:
-    """The entries (``namespace:key``) that were loaded from the database and cached."""
+    """The entries (``namespace:key``) that were loaded from the database and are cached now."""
 
     warmed: list[str] = field(default_factory=list)
 
@@ -24,42 +25,48 @@ class WarmupReport:
 
 
 class WarmupService:
-    """Each method really loads from the database and stores into the cache."""
+    """Each method loads from the database, stores into the cache (unless an invalidation
+    overtakes it), and reports the entries that are in the cache afterwards."""
 
     def __init__(
         self,
         *,
+        cache: Cache,
         menu: MenuService,
         analytics: AnalyticsService,
         profiles: ProfileService,
         conversations: ConversationService,
     ) -> None:
+        self._cache = cache
         self._menu = menu
         self._analytics = analytics
         self._profiles = profiles
         self._conversations = conversations
 
+    async def _report(self, entries: list[CacheEntry]) -> WarmupReport:
+        # One round trip tells which refreshed entries really are cached (none, if the cache
+        # is unreachable).
+        present = await self._cache.get_entries(entries)
+        return WarmupReport(
+            [
+                f"{namespace.name}:{key}"
+                for (namespace, key), value in zip(entries, present, strict=True)
+                if value is not MISSING
+            ]
+        )
+
     async def warm_menu(self) -> WarmupReport:
-        return WarmupReport(await self._menu.refresh())
+        return await self._report(await self._menu.refresh())
 
     async def warm_analytics(self) -> WarmupReport:
-        return WarmupReport(await self._analytics.refresh())
+        return await self._report(await self._analytics.refresh())
 
     async def warm_critical(self) -> WarmupReport:
         """The menu (both variants and texts) and analytics: what every chat turn reads."""
-        report = await self.warm_menu()
-        report.warmed += (await self.warm_analytics()).warmed
-        return report
+        return await self._report([*await self._menu.refresh(), *await self._analytics.refresh()])
 
     async def warm_user(self, user_id: str) -> WarmupReport:
         """One user's profile, recent-conversation list and those conversations."""
-        profile = await self._profiles.refresh(user_id)
-        if profile is None:
-            raise NotFoundError(f"no user profile with user_id {user_id!r}")
-        warmed = [f"user:profile:{user_id}"]
-        if profile.telegram_user_id is not None:
-            warmed.append(f"user:telegram:{profile.telegram_user_id}")
-        summaries = await self._conversations.refresh_recent(user_id)
-        warmed.append(f"conversation:recent:{user_id}")
-        warmed += [f"conversation:{summary.id}" for summary in summaries]
-        return WarmupReport(warmed)
+        entries = await self._profiles.refresh(user_id)
+        entries += await self._conversations.refresh_recent(user_id)
+        return await self._report(entries)

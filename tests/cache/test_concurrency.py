@@ -1,0 +1,305 @@
+"""Stampede and stale-set protection, run once per backend (memory and real Redis).
+
+Two :class:`Cache` objects over one backend stand for two processes: they share the store
+but not their in-process single-flight.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+
+import pytest
+
+from ogcache.cache import MISSING, Cache, Namespace
+from ogcache.cache.envelope import Entry, lease, new_token, unwrap
+
+ITEMS = Namespace("item", ttl=60)
+
+
+class Database:
+    """A versioned value per key, with a load counter and an optional gate to hold loads."""
+
+    def __init__(self, delay: float = 0.0) -> None:
+        self.version: dict[str, int] = {}
+        self.loads = 0
+        self.delay = delay
+        self.gate: asyncio.Event | None = None
+        self.loading = asyncio.Event()
+
+    async def loads_started(self, count: int) -> None:
+        while self.loads < count:
+            self.loading.clear()
+            await self.loading.wait()
+
+    def loader(self, key: str) -> Callable[[], Awaitable[int | None]]:
+        async def load() -> int | None:
+            self.loads += 1
+            self.loading.set()
+            value = self.version.get(key)
+            if self.delay:
+                await asyncio.sleep(self.delay)
+            if self.gate is not None:
+                await self.gate.wait()
+            return value
+
+        return load
+
+
+def twin(cache: Cache, **options: float) -> Cache:
+    """Another "process": same store and prefix, its own single-flight."""
+    return Cache(cache.backend, prefix=cache.prefix, **options)  # type: ignore[arg-type]
+
+
+async def test_concurrent_misses_in_one_process_share_one_load(cache: Cache) -> None:
+    db = Database(delay=0.05)
+    db.version["k"] = 1
+    results = await asyncio.gather(
+        *(cache.get_or_load(ITEMS, "k", db.loader("k")) for _ in range(200))
+    )
+    assert results == [1] * 200
+    assert db.loads == 1
+    assert cache.stats()["item"].coalesced == 199
+
+
+async def test_concurrent_misses_across_processes_load_once(cache: Cache) -> None:
+    db = Database(delay=0.05)
+    db.version["k"] = 1
+    caches = [cache, twin(cache), twin(cache), twin(cache)]
+    results = await asyncio.gather(
+        *(c.get_or_load(ITEMS, "k", db.loader("k")) for c in caches for _ in range(50))
+    )
+    assert results == [1] * 200
+    assert db.loads == 1
+
+
+async def test_a_load_overtaken_by_an_invalidation_is_not_stored(cache: Cache) -> None:
+    db = Database()
+    db.version["k"] = 1
+    db.gate = asyncio.Event()
+    reader = asyncio.create_task(cache.get_or_load(ITEMS, "k", db.loader("k")))
+    await db.loads_started(1)
+    db.version["k"] = 2  # the writer commits...
+    await cache.delete(ITEMS, "k")  # ...then invalidates, while the reader still loads
+    db.gate.set()
+    assert await reader == 1  # the reader began before the write: it may see the old row
+    assert await cache.get(ITEMS, "k") is MISSING  # but the old row is not cached
+    assert cache.stats()["item"].sets_rejected == 1
+    db.gate = None
+    assert await cache.get_or_load(ITEMS, "k", db.loader("k")) == 2
+
+
+async def test_a_caller_arriving_after_an_invalidation_never_gets_the_older_load(
+    cache: Cache,
+) -> None:
+    db = Database()
+    db.version["k"] = 1
+    db.gate = asyncio.Event()
+    first = asyncio.create_task(cache.get_or_load(ITEMS, "k", db.loader("k")))
+    await db.loads_started(1)
+    db.version["k"] = 2
+    await cache.delete(ITEMS, "k")
+    late = asyncio.create_task(cache.get_or_load(ITEMS, "k", db.loader("k")))
+    await asyncio.sleep(0.01)
+    db.gate.set()
+    assert await first == 1
+    assert await late == 2
+
+
+async def test_a_dead_lease_holder_delays_others_only_for_lease_wait(cache: Cache) -> None:
+    db = Database()
+    db.version["k"] = 7
+    await cache.backend.add(cache.full_key(ITEMS, "k"), lease(new_token()), 30)
+    impatient = twin(cache, lease_wait=0.1)
+    started = time.monotonic()
+    assert await impatient.get_or_load(ITEMS, "k", db.loader("k")) == 7
+    assert 0.1 <= time.monotonic() - started < 1.0
+    assert impatient.stats()["item"].lease_timeouts == 1
+    assert await impatient.get(ITEMS, "k") is MISSING  # loaded without the lease: not stored
+
+
+async def test_an_expired_lease_is_taken_over(cache: Cache) -> None:
+    db = Database()
+    db.version["k"] = 7
+    await cache.backend.add(cache.full_key(ITEMS, "k"), lease(new_token()), 0.15)
+    assert await cache.get_or_load(ITEMS, "k", db.loader("k")) == 7
+    assert await cache.get(ITEMS, "k") == 7
+
+
+async def test_a_failed_load_releases_the_lease_at_once(cache: Cache) -> None:
+    async def fail() -> int:
+        raise RuntimeError("database down")
+
+    with pytest.raises(RuntimeError):
+        await cache.get_or_load(ITEMS, "k", fail)
+    assert await cache.backend.get(cache.full_key(ITEMS, "k")) is None
+
+
+async def test_joiners_share_the_loaders_exception(cache: Cache) -> None:
+    calls = 0
+
+    async def fail() -> int:
+        nonlocal calls
+        calls += 1
+        await asyncio.sleep(0.02)
+        raise RuntimeError("database down")
+
+    results = await asyncio.gather(
+        *(cache.get_or_load(ITEMS, "k", fail) for _ in range(10)), return_exceptions=True
+    )
+    assert all(isinstance(r, RuntimeError) for r in results)
+    assert calls == 1
+
+
+async def test_a_cancelled_leader_does_not_fail_the_joiners(cache: Cache) -> None:
+    db = Database(delay=0.05)
+    db.version["k"] = 3
+    leader = asyncio.create_task(cache.get_or_load(ITEMS, "k", db.loader("k")))
+    await asyncio.sleep(0.01)
+    joiner = asyncio.create_task(cache.get_or_load(ITEMS, "k", db.loader("k")))
+    await asyncio.sleep(0.01)
+    leader.cancel()
+    assert await joiner == 3
+
+
+async def test_ttls_are_jittered(cache: Cache) -> None:
+    jittered = twin(cache, ttl_jitter=0.1)
+    await jittered.set_many(ITEMS, {str(i): i for i in range(100)}, ttl=100)
+    raws = await cache.backend.get_many([cache.full_key(ITEMS, str(i)) for i in range(100)])
+    now = time.time()
+    lifetimes = []
+    for raw in raws:
+        assert raw is not None
+        entry = unwrap(raw)
+        assert isinstance(entry, Entry)
+        lifetimes.append(entry.expires_at - now)
+    assert min(lifetimes) >= 89
+    assert max(lifetimes) <= 110.5
+    assert max(lifetimes) - min(lifetimes) > 5
+
+
+async def test_not_found_is_cached_for_the_negative_ttl(cache: Cache) -> None:
+    negative = Namespace("neg", ttl=60, negative_ttl=30)
+    db = Database()
+    assert await cache.get_or_load(negative, "k", db.loader("k")) is None
+    assert await cache.get_or_load(negative, "k", db.loader("k")) is None
+    assert db.loads == 1
+    db.version["k"] = 1  # the row is created...
+    await cache.delete(negative, "k")  # ...and invalidated like any value
+    assert await cache.get_or_load(negative, "k", db.loader("k")) == 1
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = time.time()
+
+    def __call__(self) -> float:
+        return self.now
+
+
+async def test_an_entry_near_expiry_is_refreshed_early_by_one_caller(cache: Cache) -> None:
+    clock = Clock()
+    early = Cache(cache.backend, prefix=cache.prefix, clock=clock, ttl_jitter=0)
+    db = Database(delay=0.02)
+    db.version["k"] = 1
+    assert await early.get_or_load(ITEMS, "k", db.loader("k")) == 1
+    db.version["k"] = 2
+    clock.now += ITEMS.ttl - 0.001  # a millisecond before expiry: XFetch fires almost surely
+    results = await asyncio.gather(
+        *(early.get_or_load(ITEMS, "k", db.loader("k")) for _ in range(20))
+    )
+    assert results == [1] * 20  # everyone got the cached value at once
+    for _ in range(100):
+        if db.loads == 2 and early.stats()["item"].early_refreshes == 1:
+            break
+        await asyncio.sleep(0.01)
+    await asyncio.sleep(0.05)
+    assert db.loads == 2
+    assert await early.get(ITEMS, "k") == 2
+
+
+async def test_no_early_refresh_far_from_expiry_or_when_disabled(cache: Cache) -> None:
+    db = Database(delay=0.01)
+    db.version["k"] = 1
+    off = twin(cache, early_refresh_beta=0)
+    await cache.get_or_load(ITEMS, "k", db.loader("k"))
+    for _ in range(50):
+        await cache.get_or_load(ITEMS, "k", db.loader("k"))
+        await off.get_or_load(ITEMS, "k", db.loader("k"))
+    await asyncio.sleep(0.05)
+    assert db.loads == 1
+
+
+async def test_an_expired_value_is_served_when_the_loader_fails(cache: Cache) -> None:
+    clock = Clock()
+    graceful = Cache(cache.backend, prefix=cache.prefix, clock=clock, ttl_jitter=0)
+    forgiving = Namespace("forgiving", ttl=10, stale_ttl=60)
+    db = Database()
+    db.version["k"] = 1
+    await graceful.get_or_load(forgiving, "k", db.loader("k"))
+    clock.now += 20  # expired 10 s ago, within the 60 s grace
+
+    async def fail() -> int:
+        raise RuntimeError("database down")
+
+    assert await graceful.get_or_load(forgiving, "k", fail) == 1
+    assert graceful.stats()["forgiving"].stale_served == 1
+    clock.now += 100  # past the grace
+    with pytest.raises(RuntimeError):
+        await graceful.get_or_load(forgiving, "k", fail)
+
+
+async def test_an_invalidated_value_is_never_served_stale(cache: Cache) -> None:
+    clock = Clock()
+    graceful = Cache(cache.backend, prefix=cache.prefix, clock=clock, ttl_jitter=0)
+    forgiving = Namespace("forgiving", ttl=10, stale_ttl=60)
+    db = Database()
+    db.version["k"] = 1
+    await graceful.get_or_load(forgiving, "k", db.loader("k"))
+    await graceful.delete(forgiving, "k")
+    clock.now += 20
+
+    async def fail() -> int:
+        raise RuntimeError("database down")
+
+    with pytest.raises(RuntimeError):
+        await graceful.get_or_load(forgiving, "k", fail)
+
+
+async def test_stale_values_are_not_served_unless_the_namespace_allows(cache: Cache) -> None:
+    clock = Clock()
+    strict = Cache(cache.backend, prefix=cache.prefix, clock=clock, ttl_jitter=0)
+    db = Database()
+    db.version["k"] = 1
+    await strict.get_or_load(ITEMS, "k", db.loader("k"))
+    clock.now += 61
+
+    async def fail() -> int:
+        raise RuntimeError("database down")
+
+    with pytest.raises(RuntimeError):
+        await strict.get_or_load(ITEMS, "k", fail)
+
+
+async def test_refresh_stores_a_new_value(cache: Cache) -> None:
+    db = Database()
+    db.version["k"] = 1
+    await cache.get_or_load(ITEMS, "k", db.loader("k"))
+    db.version["k"] = 2
+    assert await cache.refresh(ITEMS, "k", db.loader("k")) == 2
+    assert await cache.get(ITEMS, "k") == 2
+
+
+async def test_refresh_overtaken_by_an_invalidation_stores_nothing(cache: Cache) -> None:
+    db = Database()
+    db.version["k"] = 1
+    await cache.get_or_load(ITEMS, "k", db.loader("k"))
+    db.gate = asyncio.Event()
+    refreshing = asyncio.create_task(cache.refresh(ITEMS, "k", db.loader("k")))
+    await db.loads_started(2)
+    db.version["k"] = 2
+    await cache.delete(ITEMS, "k")
+    db.gate.set()
+    await refreshing
+    assert await cache.get(ITEMS, "k") is MISSING
