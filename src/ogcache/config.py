@@ -57,6 +57,13 @@ class Settings(BaseSettings):
     ttl_menu: Seconds = 1800
     ttl_session: Seconds = 3600
     ttl_analytics: Seconds = 300
+    negative_ttl: Seconds = 30
+    stale_grace: Annotated[float, Field(ge=0)] = 600
+
+    cache_ttl_jitter: Annotated[float, Field(ge=0, lt=1)] = 0.1
+    cache_lease_ttl: Seconds = 10
+    cache_lease_wait: Annotated[float, Field(ge=0)] = 2.0
+    cache_early_refresh_beta: Annotated[float, Field(ge=0)] = 1.0
 
     token_ttl: Seconds = 3600
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"

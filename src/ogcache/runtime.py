@@ -69,7 +69,14 @@ class Runtime:
                 memory_max_bytes=settings.memory_cache_max_bytes,
             ),
         )
-        cache = Cache(backend, prefix=settings.cache_prefix)
+        cache = Cache(
+            backend,
+            prefix=settings.cache_prefix,
+            ttl_jitter=settings.cache_ttl_jitter,
+            lease_ttl=settings.cache_lease_ttl,
+            lease_wait=settings.cache_lease_wait,
+            early_refresh_beta=settings.cache_early_refresh_beta,
+        )
         engine = create_engine(settings.database_url)
         db = create_session_factory(engine)
         namespaces = AppNamespaces.from_settings(settings)

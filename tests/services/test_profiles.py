@@ -293,3 +293,13 @@ async def test_concurrent_links_of_one_telegram_id_have_one_winner(runtime: Runt
     by_telegram = runtime.namespaces.profile_by_telegram
     assert await runtime.cache.get(by_telegram, str(telegram_user_id)) == winner
     assert await runtime.profiles.get(winner.user_id) == winner
+
+
+async def test_a_profile_created_after_a_not_found_read_is_visible_at_once(
+    runtime: Runtime,
+) -> None:
+    assert await runtime.profiles.get("web_late") is None  # "not found" is cached now
+    assert await runtime.profiles.get_by_telegram(8800) is None
+    created = await runtime.profiles.get_or_create(user_id="web_late", telegram_user_id=8800)
+    assert await runtime.profiles.get("web_late") == created
+    assert await runtime.profiles.get_by_telegram(8800) == created

@@ -47,34 +47,47 @@ class AppNamespaces:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> AppNamespaces:
+        """TTLs from the settings; "not found" cached for ``negative_ttl`` everywhere. The menu
+        and analytics may be served up to ``stale_grace`` seconds past expiry when the
+        database fails; nothing user-specific is, and never auth."""
+        negative = settings.negative_ttl
+        grace = settings.stale_grace
+
+        def namespace(name: str, ttl: float, codec: Any, **options: Any) -> Namespace[Any]:
+            return Namespace(name, ttl, codec=codec, negative_ttl=negative, **options)
+
         profile_codec: ModelCodec[UserProfilePublic] = ModelCodec(UserProfilePublic)
         return cls(
-            profile=Namespace("user:profile", settings.ttl_profile, codec=profile_codec),
-            profile_by_telegram=Namespace(
-                "user:telegram", settings.ttl_profile, codec=profile_codec
+            profile=namespace("user:profile", settings.ttl_profile, profile_codec),
+            profile_by_telegram=namespace("user:telegram", settings.ttl_profile, profile_codec),
+            conversation=namespace(
+                "conversation", settings.ttl_conversation, ModelCodec(ConversationPublic)
             ),
-            conversation=Namespace(
-                "conversation", settings.ttl_conversation, codec=ModelCodec(ConversationPublic)
-            ),
-            recent_conversations=Namespace(
+            recent_conversations=namespace(
                 "conversation:recent",
                 settings.ttl_conversation,
-                codec=ModelCodec(list[ConversationSummary]),
+                ModelCodec(list[ConversationSummary]),
             ),
-            auth_token=Namespace(
-                "auth:token", settings.ttl_auth, codec=ModelCodec(AuthIdentity), log_keys=False
+            auth_token=namespace(
+                "auth:token", settings.ttl_auth, ModelCodec(AuthIdentity), log_keys=False
             ),
-            auth_session=Namespace(
-                "auth:session", settings.ttl_auth, codec=ModelCodec(SessionState)
+            auth_session=namespace("auth:session", settings.ttl_auth, ModelCodec(SessionState)),
+            session=namespace("session", settings.ttl_session, ModelCodec(SessionRecord)),
+            menu=namespace("menu", settings.ttl_menu, ModelCodec(MenuPublic), stale_ttl=grace),
+            menu_context=namespace(
+                "menu:context", settings.ttl_menu, ModelCodec(str), stale_ttl=grace
             ),
-            session=Namespace("session", settings.ttl_session, codec=ModelCodec(SessionRecord)),
-            menu=Namespace("menu", settings.ttl_menu, codec=ModelCodec(MenuPublic)),
-            menu_context=Namespace("menu:context", settings.ttl_menu, codec=ModelCodec(str)),
-            analytics_today=Namespace(
-                "analytics:today", settings.ttl_analytics, codec=ModelCodec(TodayMetrics)
+            analytics_today=namespace(
+                "analytics:today",
+                settings.ttl_analytics,
+                ModelCodec(TodayMetrics),
+                stale_ttl=grace,
             ),
-            analytics_top=Namespace(
-                "analytics:top", settings.ttl_analytics, codec=ModelCodec(list[TopProduct])
+            analytics_top=namespace(
+                "analytics:top",
+                settings.ttl_analytics,
+                ModelCodec(list[TopProduct]),
+                stale_ttl=grace,
             ),
         )
 

@@ -28,6 +28,8 @@ __all__ = ["ProfileService", "validate_telegram_user_id", "validate_user_id"]
 
 _USER_ID = re.compile(USER_ID_PATTERN)
 _MAX_TELEGRAM_ID = 2**63 - 1
+# Columns that ``ProfileUpdate`` types as optional only to mean "unchanged": never null.
+_NOT_NULL = ("preferences", "loyalty_points", "is_blocked")
 
 
 def validate_user_id(user_id: str) -> str:
@@ -208,6 +210,11 @@ class ProfileService:
         """
         validate_user_id(user_id)
         fields = changes.model_dump(exclude_unset=True)
+        nulls = sorted(name for name in _NOT_NULL if name in fields and fields[name] is None)
+        if nulls:
+            raise InvalidInputError(
+                f"{', '.join(nulls)} cannot be null; leave a field out to keep its value"
+            )
         async with self._db.begin() as session:
             row = await self._locked(session, user_id)
             block_changed = "is_blocked" in fields and fields["is_blocked"] != row.is_blocked

@@ -9,7 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from ogcache.api.deps import CallerDep, RuntimeDep
 from ogcache.api.errors import ForbiddenError
-from ogcache.errors import InvalidInputError, NotFoundError
+from ogcache.errors import NotFoundError
 from ogcache.schemas import USER_ID_PATTERN, ConversationSummary, ProfileUpdate, UserProfilePublic
 
 router = APIRouter(prefix="/api/profiles", tags=["profiles"])
@@ -19,8 +19,6 @@ TelegramIdPath = Annotated[int, Path(gt=0, le=2**63 - 1)]
 
 # Fields only the admin may change through PATCH.
 ADMIN_FIELDS = {"is_blocked", "blocked_reason", "loyalty_points", "notes"}
-# Fields that may be left out of a PATCH but not set to null (their columns are NOT NULL).
-NOT_NULL_FIELDS = {"is_blocked", "loyalty_points"}
 
 
 class ProfileCreate(BaseModel):
@@ -80,15 +78,6 @@ async def update_profile(
         forbidden = ADMIN_FIELDS & changes.model_fields_set
         if forbidden:
             raise ForbiddenError(f"only the admin may change {', '.join(sorted(forbidden))}")
-    nulls = sorted(
-        name
-        for name in NOT_NULL_FIELDS & changes.model_fields_set
-        if getattr(changes, name) is None
-    )
-    if nulls:
-        raise InvalidInputError(
-            f"{', '.join(nulls)} cannot be null; leave a field out to keep its value"
-        )
     return await runtime.profiles.update(user_id, changes)
 
 
