@@ -53,6 +53,14 @@ class Caller:
     def is_admin(self) -> bool:
         return self.identity is None
 
+    def may_see(self, owner: str | None) -> bool:
+        """Whether a record owned by ``owner`` is visible to this caller (the admin sees all).
+
+        Routes answer 404 for records the caller may not see, so that whether another user's
+        record exists is not revealed.
+        """
+        return self.identity is None or self.identity.user_id == owner
+
     def require_user(self, user_id: str) -> None:
         """Allow the admin and the user ``user_id``; refuse everyone else."""
         if self.identity is not None and self.identity.user_id != user_id:

@@ -18,10 +18,7 @@ async def _owned(
     runtime: Runtime, caller: Caller, conversation_id: uuid.UUID
 ) -> ConversationPublic:
     conversation = await runtime.conversations.get(conversation_id)
-    if conversation is None or (
-        caller.identity is not None and caller.identity.user_id != conversation.user_id
-    ):
-        # Another user's conversation reads as absent.
+    if conversation is None or not caller.may_see(conversation.user_id):
         raise NotFoundError(f"no conversation with id {conversation_id}")
     return conversation
 

@@ -42,10 +42,7 @@ async def get_profile_by_telegram(
     telegram_user_id: TelegramIdPath, runtime: RuntimeDep, caller: CallerDep
 ) -> UserProfilePublic:
     profile = await runtime.profiles.get_by_telegram(telegram_user_id)
-    if profile is None or (
-        not caller.is_admin and caller.identity and caller.identity.user_id != profile.user_id
-    ):
-        # Another user's Telegram id reads as absent: whether it exists is not theirs to know.
+    if profile is None or not caller.may_see(profile.user_id):
         raise NotFoundError(f"no user profile with telegram_user_id {telegram_user_id}")
     return profile
 

@@ -31,7 +31,7 @@ class SessionFieldUpdate(BaseModel):
 
 async def _visible(runtime: Runtime, caller: Caller, session_id: str) -> SessionRecord:
     record = await runtime.sessions.get(session_id)
-    if record is None or (caller.identity is not None and record.owner != caller.identity.user_id):
+    if record is None or not caller.may_see(record.owner):
         raise NotFoundError(f"no session {session_id!r} (expired, deleted or never stored)")
     return record
 
