@@ -13,7 +13,8 @@ from collections.abc import Awaitable, Callable
 import pytest
 
 from ogcache.cache import MISSING, Cache, Namespace
-from ogcache.cache.envelope import Entry, lease, new_token, unwrap
+from ogcache.cache.envelope import WRITE_ID_OFFSET, Entry, lease, new_token, unwrap
+from tests.support.hooked_backend import HookedBackend
 
 ITEMS = Namespace("item", ttl=60)
 
@@ -303,3 +304,110 @@ async def test_refresh_overtaken_by_an_invalidation_stores_nothing(cache: Cache)
     db.gate.set()
     await refreshing
     assert await cache.get(ITEMS, "k") is MISSING
+
+
+# --- interleavings forced with a hooked backend ----------------------------------------------
+
+
+async def test_an_expired_value_invalidated_during_takeover_is_neither_served_nor_restored(
+    cache: Cache,
+) -> None:
+    hooked = HookedBackend(cache.backend)
+    clock = Clock()
+    reader = Cache(hooked, prefix=cache.prefix, clock=clock, ttl_jitter=0)  # type: ignore[arg-type]
+    forgiving = Namespace("forgiving", ttl=10, stale_ttl=60)
+    db = Database()
+    db.version["k"] = 1
+    await reader.get_or_load(forgiving, "k", db.loader("k"))
+    clock.now += 11  # v1 expired, within its grace
+
+    async def write_lands_first(key: str, expected: bytes, offset: int, *_: object) -> None:
+        if offset == WRITE_ID_OFFSET and hooked.hooks.pop("replace_if", None) is not None:
+            db.version["k"] = 2
+            await cache.delete(forgiving, "k")  # the write's invalidation returns first
+
+    hooked.hooks["replace_if"] = write_lands_first
+
+    async def fail() -> int:
+        raise RuntimeError("database down")
+
+    with pytest.raises(RuntimeError):  # v1 was invalidated: it must not be served...
+        await reader.get_or_load(forgiving, "k", fail)
+    assert await cache.backend.get(cache.full_key(forgiving, "k")) is None  # ...nor put back
+    assert reader.stats()["forgiving"].stale_served == 0
+
+
+async def test_early_refresh_loads_once_per_key(cache: Cache) -> None:
+    clock = Clock()
+    first = Cache(cache.backend, prefix=cache.prefix, clock=clock, ttl_jitter=0)
+    second = Cache(cache.backend, prefix=cache.prefix, clock=clock, ttl_jitter=0)
+    refreshes = 0
+
+    async def initial() -> int:
+        await asyncio.sleep(0.05)
+        return 1
+
+    async def slow_refresh() -> int:  # the database is slow today: longer than a second
+        nonlocal refreshes
+        refreshes += 1
+        await asyncio.sleep(1.2)
+        return 2
+
+    await first.get_or_load(ITEMS, "k", initial)
+    clock.now += ITEMS.ttl - 0.001
+    await asyncio.gather(*(first.get_or_load(ITEMS, "k", slow_refresh) for _ in range(5)))
+    await asyncio.sleep(1.05)
+    await second.get_or_load(ITEMS, "k", slow_refresh)  # another process, still mid-refresh
+    await asyncio.sleep(0.4)
+    assert refreshes == 1
+    assert await first.get(ITEMS, "k") == 2
+
+
+async def test_a_caller_joining_after_a_lease_timeout_does_not_wait_again(cache: Cache) -> None:
+    wait, load = 0.3, 0.3
+    patient = Cache(cache.backend, prefix=cache.prefix, lease_wait=wait)
+    await cache.backend.add(cache.full_key(ITEMS, "k"), lease(new_token()), 30)  # a dead holder
+
+    async def loader() -> int:
+        await asyncio.sleep(load)
+        return 1
+
+    async def timed(delay: float) -> float:
+        await asyncio.sleep(delay)
+        started = time.monotonic()
+        await patient.get_or_load(ITEMS, "k", loader)
+        return time.monotonic() - started
+
+    _, joiner = await asyncio.gather(timed(0), timed(wait + 0.05))
+    assert joiner < wait + load + 0.15  # waiting twice would take about 2 * wait + load
+
+
+async def test_a_request_cancelled_during_its_store_leaves_no_lease(cache: Cache) -> None:
+    hooked = HookedBackend(cache.backend)
+    cancellable = Cache(hooked, prefix=cache.prefix)  # type: ignore[arg-type]
+    stalled = asyncio.Event()
+
+    async def stall_the_store(
+        key: str, expected: bytes, offset: int, value: object, *_: object
+    ) -> None:
+        if offset == 0 and value is not None:
+            stalled.set()
+            await asyncio.sleep(10)
+
+    hooked.hooks["replace_if"] = stall_the_store
+
+    async def load() -> int:
+        return 1
+
+    request = asyncio.create_task(cancellable.get_or_load(ITEMS, "k", load))
+    await stalled.wait()
+    request.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await request
+    hooked.hooks.clear()
+    full = cache.full_key(ITEMS, "k")
+    for _ in range(100):  # the lease is released in the background, right after the cancel
+        if await cache.backend.get(full) is None:
+            break
+        await asyncio.sleep(0.01)
+    assert await cache.backend.get(full) is None

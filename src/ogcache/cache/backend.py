@@ -70,7 +70,8 @@ class CacheBackend(Protocol):
     ) -> bool:
         """Compare-and-set, atomically: if the stored value holds ``expected`` at byte
         ``offset``, replace it with ``value`` for ``ttl`` seconds (delete it if ``value`` is
-        ``None``) and return True; otherwise change nothing and return False."""
+        ``None``) and return True; otherwise change nothing and return False. An empty
+        ``expected`` never matches."""
         ...
 
     async def delete(self, key: str) -> bool:

@@ -37,6 +37,7 @@ from ogcache.cache.backend import BackendInfo, CacheBackend, KeyCount
 from ogcache.cache.envelope import WRITE_ID_OFFSET, Entry, Lease, lease, new_token, unwrap, wrap
 from ogcache.cache.exceptions import BackendError, DecodeError, InvalidKeyError
 from ogcache.cache.missing import MISSING, Missing
+from ogcache.cache.namespace import MAX_TTL as _MAX_TTL
 from ogcache.cache.namespace import Namespace, validate_prefix
 from ogcache.cache.singleflight import Decide, SingleFlight
 from ogcache.cache.stats import NamespaceStats, NamespaceStatsSnapshot
@@ -52,8 +53,10 @@ _now = time.perf_counter
 # A cached None ("not found") is stored as JSON null whatever the namespace's codec, so
 # negative caching works for typed namespaces too.
 _NULL: Final = b"null"
-_REFRESH_SUFFIX: Final = "#refresh"
 _MAX_LEASE_ATTEMPTS: Final = 1000
+# Leases this process has already waited out, so a caller that finds the same dead lease
+# again loads at once instead of waiting a second time.
+_ABANDONED_LEASES_KEPT: Final = 1024
 
 
 class _State(enum.Enum):
@@ -74,7 +77,6 @@ class _Found(Generic[T]):
 
 
 _ABSENT: Final[_Found[Any]] = _Found(_State.MISSING)
-_LEASED: Final[_Found[Any]] = _Found(_State.LEASED)
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,6 +142,11 @@ class Cache:
         self._suppressed_errors = 0
         self._flights: SingleFlight[Any] = SingleFlight()
         self._background: set[asyncio.Task[None]] = set()
+        self._refreshing: set[str] = set()
+        # A generator of our own: jitter and early refresh must not touch (or be steered by)
+        # the application's global random state.
+        self._random = random.Random()
+        self._abandoned: dict[str, bytes] = {}
 
     # --- keys, statistics, logging -------------------------------------------------------
 
@@ -190,6 +197,11 @@ class Cache:
 
     # --- encoding ------------------------------------------------------------------------
 
+    @staticmethod
+    def _check_ttl(ttl: float | None) -> None:
+        if ttl is not None and not 0 < ttl <= _MAX_TTL:
+            raise InvalidKeyError(f"ttl must be > 0 and at most {_MAX_TTL:.0f} seconds, not {ttl}")
+
     def _encode(
         self, namespace: Namespace[T], value: T | None, ttl: float | None, load_time: float
     ) -> tuple[bytes, float]:
@@ -199,7 +211,7 @@ class Cache:
             ttl = namespace.negative_ttl
         seconds = namespace.ttl if ttl is None else ttl
         if self.ttl_jitter:
-            seconds *= 1 + self.ttl_jitter * (2 * random.random() - 1)
+            seconds *= 1 + self.ttl_jitter * (2 * self._random.random() - 1)
         data = wrap(
             payload, write_id=new_token(), expires_at=self._clock() + seconds, load_time=load_time
         )
@@ -214,7 +226,7 @@ class Cache:
         try:
             stored = unwrap(raw)
             if isinstance(stored, Lease):
-                return _LEASED
+                return _Found(_State.LEASED, raw)
             if stored.expires_at <= self._clock():
                 return _Found(_State.STALE, raw, stored)
             payload = stored.payload
@@ -316,6 +328,7 @@ class Cache:
         self, namespace: Namespace[T], values: Mapping[str, T | None], ttl: float | None = None
     ) -> bool:
         """Store every ``key -> value`` in one round trip; False if nothing was stored."""
+        self._check_ttl(ttl)
         if not values:
             return True
         stats = self._stats_for(namespace)
@@ -415,6 +428,7 @@ class Cache:
         a recently expired value on error) and nothing is cached. ``None`` is cached for the
         namespace's ``negative_ttl``.
         """
+        self._check_ttl(ttl)
         stats = self._stats_for(namespace)
         full = self.full_key(namespace, key)
         start = _now()
@@ -423,9 +437,7 @@ class Cache:
         except Exception as exc:
             self._backend_failed(stats, "get", exc)
             self._count(namespace, stats, key, hit=False)
-            return await self._shared(
-                stats, full, lambda decide: self._load(namespace, stats, loader, None, decide)
-            )
+            return await self._shared(stats, full, lambda decide: self._load(stats, loader, decide))
         stats.operations.record(_now() - start)
         found = self._inspect(namespace, stats, raw)
         if found.state is _State.FRESH:
@@ -451,17 +463,18 @@ class Cache:
     ) -> T | None:
         """Load now and store the result unless the entry was invalidated or replaced
         meanwhile (warm-up). Returns what the loader returned."""
+        self._check_ttl(ttl)
         stats = self._stats_for(namespace)
         full = self.full_key(namespace, key)
         try:
             raw = await self.backend.get(full)
         except Exception as exc:
             self._backend_failed(stats, "get", exc)
-            return await self._load(namespace, stats, loader, None)
+            return await self._load(stats, loader)
         found = self._inspect(namespace, stats, raw)
         if found.entry is not None:  # fresh or stale: replace that very write, or nothing
             start = _now()
-            value = await self._load(namespace, stats, loader, None)
+            value = await self._load(stats, loader)
             await self._store_if(
                 namespace, stats, key, full, value, ttl, _now() - start,
                 found.entry.write_id, WRITE_ID_OFFSET,
@@ -498,55 +511,82 @@ class Cache:
         :mod:`ogcache.cache.singleflight`).
         """
         token = lease(new_token())
-        stale = found.entry if found.state is _State.STALE else None
-        stale_raw = found.raw if stale is not None else None
         deadline = time.monotonic() + self.lease_wait
         delay = 0.002
         waited = False
         for _ in range(_MAX_LEASE_ATTEMPTS):
+            if found.state is _State.FRESH:
+                return found.value
+            if found.state is _State.LEASED and self._abandoned.get(full) == found.raw:
+                return await self._load(stats, loader, decide)  # waited out once already
+            decide()
+            sent_at = time.monotonic()
             try:
-                if found.state is _State.FRESH:
-                    return found.value
-                decide()
-                if found.state is _State.MISSING:
-                    if found.raw is not None:  # undecodable: replace that very value
-                        acquired = await self.backend.replace_if(
-                            full, found.raw, 0, token, self.lease_ttl
-                        )
-                        current = None if acquired else await self.backend.get(full)
-                    else:
-                        current = await self.backend.add(full, token, self.lease_ttl)
-                        acquired = current is None
-                elif found.state is _State.STALE:
-                    assert found.entry is not None
-                    acquired = await self.backend.replace_if(
-                        full, found.entry.write_id, WRITE_ID_OFFSET, token, self.lease_ttl
-                    )
-                    current = None if acquired else await self.backend.get(full)
-                else:
-                    acquired, current = False, found.raw
-                if acquired:
-                    return await self._load_under_lease(
-                        namespace, stats, key, full, loader, ttl, token, stale, stale_raw, decide
-                    )
-                found = self._inspect(namespace, stats, current) if current else _ABSENT
-                if found.state is not _State.LEASED:
-                    continue  # filled, expired or emptied meanwhile: look again
-                if not waited:
-                    stats.lease_waits += 1
-                    waited = True
-                if time.monotonic() >= deadline:
-                    stats.lease_timeouts += 1
-                    return await self._load(namespace, stats, loader, stale, decide)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 0.05)
-                decide()
+                acquired, current = await self._acquire(full, token, found)
+            except BackendError as exc:
+                # The lease may have been taken before the failure: give it back.
+                self._in_background(self._release(namespace, stats, full, token, None, None))
+                self._backend_failed(stats, "lease", exc)
+                return await self._load(stats, loader, decide)
+            except BaseException:
+                self._in_background(self._release(namespace, stats, full, token, None, None))
+                raise
+            if acquired:
+                # A stale entry is ours to serve on a load error only if our lease replaced
+                # it, i.e. no invalidation removed it first.
+                stale = found.entry if found.state is _State.STALE else None
+                return await self._load_under_lease(
+                    namespace, stats, key, full, loader, ttl, token,
+                    stale, found.raw if stale else None, sent_at, decide,
+                )  # fmt: skip
+            found = self._inspect(namespace, stats, current)
+            if found.state is not _State.LEASED:
+                continue  # filled, expired or emptied meanwhile: look again
+            if not waited:
+                stats.lease_waits += 1
+                waited = True
+            if time.monotonic() >= deadline:
+                stats.lease_timeouts += 1
+                self._remember_abandoned(full, found.raw)
+                return await self._load(stats, loader, decide)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 0.05)
+            decide()
+            try:
                 found = self._inspect(namespace, stats, await self.backend.get(full))
             except BackendError as exc:
-                self._backend_failed(stats, "lease", exc)
-                return await self._load(namespace, stats, loader, stale, decide)
+                self._backend_failed(stats, "get", exc)
+                return await self._load(stats, loader, decide)
         stats.lease_timeouts += 1  # the key kept changing under us: load without caching
-        return await self._load(namespace, stats, loader, stale, decide)
+        return await self._load(stats, loader, decide)
+
+    async def _acquire(
+        self, full: str, token: bytes, found: _Found[Any]
+    ) -> tuple[bool, bytes | None]:
+        """Put our lease on the key if it is empty, expired or undecodable, atomically.
+
+        Returns ``(True, None)`` when the lease is ours, else ``(False, what the key holds)``.
+        """
+        if found.state is _State.LEASED:
+            return False, found.raw
+        if found.state is _State.STALE:
+            assert found.entry is not None
+            expected, offset = found.entry.write_id, WRITE_ID_OFFSET
+        elif found.raw is not None:  # undecodable: replace that very value
+            expected, offset = found.raw, 0
+        else:
+            current = await self.backend.add(full, token, self.lease_ttl)
+            return current is None, current
+        if await self.backend.replace_if(full, expected, offset, token, self.lease_ttl):
+            return True, None
+        return False, await self.backend.get(full)
+
+    def _remember_abandoned(self, full: str, raw: bytes | None) -> None:
+        if raw is None:
+            return
+        self._abandoned[full] = raw
+        if len(self._abandoned) > _ABANDONED_LEASES_KEPT:
+            del self._abandoned[next(iter(self._abandoned))]
 
     async def _load_under_lease(
         self,
@@ -559,6 +599,7 @@ class Cache:
         token: bytes,
         stale: Entry | None,
         stale_raw: bytes | None,
+        leased_at: float,
         decide: Decide,
     ) -> T | None:
         decide()  # if the value is not stored, it is as fresh as the moment the load began
@@ -568,14 +609,25 @@ class Cache:
         except Exception as exc:
             # Give the key back: the stale value for the rest of its grace, else nothing.
             await self._release(namespace, stats, full, token, stale, stale_raw)
-            if stale is not None and namespace.stale_ttl > 0:
-                return self._serve_stale(namespace, stats, key, stale, exc)
-            raise
+            if stale is None or namespace.stale_ttl <= 0:
+                raise
+            served = self._serve_stale(namespace, stats, stale, exc)
+            # The stale value was still in place when our lease replaced it: valid only for
+            # callers that arrived before that moment.
+            decide(leased_at)
+            return served
         except BaseException:  # cancelled: release without delaying the cancellation
             self._in_background(self._release(namespace, stats, full, token, stale, stale_raw))
             raise
         sent_at = time.monotonic()
-        if await self._store_if(namespace, stats, key, full, value, ttl, _now() - start, token, 0):
+        try:
+            stored = await self._store_if(
+                namespace, stats, key, full, value, ttl, _now() - start, token, 0
+            )
+        except BaseException:  # cancelled while the compare-and-set was in flight
+            self._in_background(self._release(namespace, stats, full, token, None, None))
+            raise
+        if stored:
             # Stored: no invalidation came between the lease and now, so the value is valid
             # for every caller that arrived before the compare-and-set was sent.
             decide(sent_at)
@@ -645,8 +697,9 @@ class Cache:
             self._backend_failed(stats, "release lease", exc)
 
     def _serve_stale(
-        self, namespace: Namespace[T], stats: NamespaceStats, key: str, stale: Entry, exc: Exception
+        self, namespace: Namespace[T], stats: NamespaceStats, stale: Entry, exc: Exception
     ) -> T | None:
+        """The expired value in place of the loader's error, within the namespace's grace."""
         age = self._clock() - stale.expires_at
         if age > namespace.stale_ttl:
             raise exc
@@ -670,7 +723,7 @@ class Cache:
         start = _now()
         try:
             value = await loader()
-        except BaseException:
+        except Exception:
             stats.load_errors += 1
             raise
         stats.loads += 1
@@ -679,21 +732,14 @@ class Cache:
 
     async def _load(
         self,
-        namespace: Namespace[T],
         stats: NamespaceStats,
         loader: Callable[[], Awaitable[T | None]],
-        stale: Entry | None,
         decide: Decide | None = None,
     ) -> T | None:
         """Load without caching (the cache is unreachable, or another holds the lease)."""
         if decide is not None:
             decide()
-        try:
-            return await self._call_loader(stats, loader)
-        except Exception as exc:
-            if stale is not None and namespace.stale_ttl > 0:
-                return self._serve_stale(namespace, stats, "", stale, exc)
-            raise
+        return await self._call_loader(stats, loader)
 
     # --- early refresh (XFetch) ----------------------------------------------------------
 
@@ -701,7 +747,7 @@ class Cache:
         """XFetch: refresh when ``now - delta * beta * ln(rand) >= expiry``."""
         if not namespace.early_refresh or self.early_refresh_beta <= 0 or entry.load_time <= 0:
             return False
-        gap = -entry.load_time * self.early_refresh_beta * math.log(1.0 - random.random())
+        gap = -entry.load_time * self.early_refresh_beta * math.log(1.0 - self._random.random())
         return self._clock() + gap >= entry.expires_at
 
     def _refresh_in_background(
@@ -714,25 +760,28 @@ class Cache:
         ttl: float | None,
         entry: Entry,
     ) -> None:
-        if self._flights.in_flight(full + _REFRESH_SUFFIX):
+        if full in self._refreshing:
             return
+        self._refreshing.add(full)  # marked before any await: one refresh per key here
 
-        async def refresh(decide: Decide) -> None:
-            # One refresher across processes: a short-lived marker elects it.
-            marker = full + _REFRESH_SUFFIX
-            if await self.backend.add(marker, b"1", max(1.0, entry.load_time * 4)) is not None:
-                return
-            start = _now()
-            value = await self._call_loader(stats, loader)
-            stats.early_refreshes += 1
-            await self._store_if(
-                namespace, stats, key, full, value, ttl, _now() - start, entry.write_id,
-                WRITE_ID_OFFSET,
-            )  # fmt: skip
-
-        async def guarded() -> None:
+        async def refresh() -> None:
+            # One refresher across processes: a marker key (outside every namespace, since
+            # namespace names cannot start with '#') elects it and is removed when it ends.
+            marker = f"{self.prefix}:#refresh:{full[len(self.prefix) + 1 :]}"
+            mark = new_token()
             try:
-                await self._flights.run(full + _REFRESH_SUFFIX, refresh)
+                if await self.backend.add(marker, mark, self.lease_ttl) is not None:
+                    return
+                try:
+                    start = _now()
+                    value = await self._call_loader(stats, loader)
+                    if await self._store_if(
+                        namespace, stats, key, full, value, ttl, _now() - start,
+                        entry.write_id, WRITE_ID_OFFSET,
+                    ):  # fmt: skip
+                        stats.early_refreshes += 1
+                finally:
+                    await self.backend.replace_if(marker, mark, 0, None, 1)
             except BackendError as exc:
                 self._backend_failed(stats, "early refresh", exc)
             except Exception as exc:
@@ -740,8 +789,10 @@ class Cache:
                     "early refresh of %s failed: %s", namespace.name, exc,
                     extra={"event": "cache.refresh_error", "namespace": namespace.name},
                 )  # fmt: skip
+            finally:
+                self._refreshing.discard(full)
 
-        self._in_background(guarded())
+        self._in_background(refresh())
 
     def _in_background(self, work: Awaitable[None]) -> None:
         task = asyncio.ensure_future(work)
@@ -814,10 +865,11 @@ class Cache:
 
     async def close(self) -> None:
         """Stop background refreshes and release the backend's connections."""
-        for task in list(self._background):
-            task.cancel()
-        if self._background:
-            await asyncio.gather(*self._background, return_exceptions=True)
+        if self._background:  # lease releases and refreshes: a moment to finish, then cancel
+            _, pending = await asyncio.wait(list(self._background), timeout=1.0)
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
         await self.backend.close()
 
     def __repr__(self) -> str:

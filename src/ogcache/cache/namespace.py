@@ -15,11 +15,13 @@ from typing import Any, Final, Generic, TypeVar
 from ogcache.cache.codec import Codec, JsonCodec
 from ogcache.cache.exceptions import InvalidKeyError
 
-__all__ = ["MAX_KEY_LENGTH", "Namespace", "validate_prefix"]
+__all__ = ["MAX_KEY_LENGTH", "MAX_TTL", "Namespace", "validate_prefix"]
 
 T = TypeVar("T")
 
 MAX_KEY_LENGTH: Final = 512
+# Expiry times are stored as 13-digit epoch milliseconds: ten years keeps far inside that.
+MAX_TTL: Final = 10 * 365 * 24 * 3600.0
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_.:-]*[a-z0-9_]$|^[a-z0-9]$")
 _FORBIDDEN_IN_PART = re.compile(r"[\s\x00-\x1f\x7f]")
 
@@ -62,8 +64,10 @@ class Namespace(Generic[T]):
                 f"namespace name {self.name!r} must be lower-case letters, digits and "
                 "'_.:-', starting and ending with a letter or digit"
             )
-        if not self.ttl > 0:
-            raise InvalidKeyError(f"namespace {self.name!r}: ttl must be > 0 seconds")
+        if not 0 < self.ttl <= MAX_TTL:
+            raise InvalidKeyError(
+                f"namespace {self.name!r}: ttl must be > 0 and at most {MAX_TTL:.0f} seconds"
+            )
         if self.negative_ttl is not None and not self.negative_ttl > 0:
             raise InvalidKeyError(f"namespace {self.name!r}: negative_ttl must be > 0 seconds")
         if self.stale_ttl < 0:

@@ -63,16 +63,17 @@ class MemoryBackend:
         self._bytes -= self._size(key, entry[1])
         return True
 
-    def _store(self, key: str, value: bytes, ttl: float, now: float) -> None:
+    def _store(self, key: str, value: bytes, ttl: float, now: float) -> bool:
         self._remove(key)
         size = self._size(key, value)
         if size > self.max_bytes:
-            return  # a value larger than the whole cache is not cached
+            return False  # a value larger than the whole cache is not cached
         self._entries[key] = (now + ttl, value)
         self._bytes += size
         while len(self._entries) > self.max_entries or self._bytes > self.max_bytes:
             oldest = next(iter(self._entries))
             self._remove(oldest)
+        return True
 
     async def get(self, key: str) -> bytes | None:
         return self._live(key, self._clock())
@@ -102,13 +103,11 @@ class MemoryBackend:
     ) -> bool:
         now = self._clock()
         current = self._live(key, now)
-        if current is None or current[offset : offset + len(expected)] != expected:
+        if not expected or current is None or current[offset : offset + len(expected)] != expected:
             return False
         if value is None:
-            self._remove(key)
-        else:
-            self._store(key, value, ttl, now)
-        return True
+            return self._remove(key)
+        return self._store(key, value, ttl, now)
 
     async def delete(self, key: str) -> bool:
         return self._remove(key)

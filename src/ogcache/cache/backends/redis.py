@@ -142,6 +142,8 @@ class RedisBackend:
     async def replace_if(
         self, key: str, expected: bytes, offset: int, value: bytes | None, ttl: float
     ) -> bool:
+        if not expected:
+            return False  # an empty comparison would match anything
         with _translated("replace_if (Lua)"):
             replaced = await self._replace_if(
                 keys=[key], args=[expected, offset, value or b"", _milliseconds(ttl)]
