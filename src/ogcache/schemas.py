@@ -6,11 +6,12 @@
 
 from __future__ import annotations
 
+import math
 import uuid
 from datetime import date, datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 __all__ = [
     "AuthIdentity",
@@ -78,6 +79,24 @@ class ProfileUpdate(BaseModel):
     loyalty_points: int | None = Field(default=None, ge=0, le=10_000_000)
     is_blocked: bool | None = None
     blocked_reason: str | None = Field(default=None, max_length=500)
+
+    @field_validator("preferences")
+    @classmethod
+    def _finite_numbers(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        # NaN and Infinity are not JSON: PostgreSQL refuses them, SQLite would store them.
+        if value is not None and not _all_finite(value):
+            raise ValueError("numbers in preferences must be finite (no NaN or Infinity)")
+        return value
+
+
+def _all_finite(value: Any) -> bool:
+    if isinstance(value, float):
+        return math.isfinite(value)
+    if isinstance(value, dict):
+        return all(_all_finite(item) for item in value.values())
+    if isinstance(value, list):
+        return all(_all_finite(item) for item in value)
+    return True
 
 
 class MessagePublic(_Public):

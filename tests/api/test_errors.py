@@ -265,3 +265,14 @@ async def test_a_non_finite_number_in_a_body_is_never_a_500(
         assert response.status_code < 500, (method, path, response.text)
     read = await client.get(f"/api/profiles/{ALICE}", headers=ADMIN)
     assert read.status_code == 200
+
+
+async def test_non_finite_numbers_in_preferences_are_rejected() -> None:
+    from pydantic import ValidationError
+
+    from ogcache.schemas import ProfileUpdate
+
+    with pytest.raises(ValidationError, match="finite"):
+        ProfileUpdate(preferences={"nested": {"budget": float("nan")}})
+    with pytest.raises(ValidationError, match="finite"):
+        ProfileUpdate(preferences={"list": [1.0, float("inf")]})

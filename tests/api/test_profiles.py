@@ -4,6 +4,7 @@ each user reaches only their own profile, the admin reaches every one."""
 from __future__ import annotations
 
 import httpx
+import pytest
 
 from ogcache.runtime import Runtime
 from tests.api.conftest import (
@@ -298,3 +299,13 @@ async def test_a_user_cannot_list_another_users_conversations(
     client: httpx.AsyncClient, alice: dict
 ) -> None:
     assert_error(await client.get(f"/api/profiles/{NIRAN}/conversations", headers=alice), 403)
+
+
+@pytest.mark.parametrize("telegram_user_id", [True, "100", 1.5])
+async def test_a_telegram_id_must_be_a_json_integer(
+    client: httpx.AsyncClient, telegram_user_id: object
+) -> None:
+    response = await client.post(
+        "/api/profiles", json={"telegram_user_id": telegram_user_id}, headers=ADMIN
+    )
+    assert response.status_code == 422

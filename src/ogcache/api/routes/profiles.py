@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Path, status
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictInt
 
 from ogcache.api.deps import CallerDep, RuntimeDep
 from ogcache.api.errors import ForbiddenError
@@ -25,7 +25,7 @@ class ProfileCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     user_id: str | None = Field(default=None, pattern=USER_ID_PATTERN)
-    telegram_user_id: int | None = Field(default=None, gt=0, le=2**63 - 1)
+    telegram_user_id: StrictInt | None = Field(default=None, gt=0, le=2**63 - 1)
     telegram_username: str | None = Field(default=None, max_length=64)
 
 
