@@ -12,6 +12,7 @@ from typing import Annotated, TypeVar
 
 import typer
 from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn
 from rich.table import Table
 
 from ogcache.cache import BackendError, CacheError
@@ -19,6 +20,7 @@ from ogcache.config import Settings, load_settings, redact_url
 from ogcache.errors import OgcacheError
 from ogcache.log import configure_logging
 from ogcache.runtime import Runtime
+from ogcache.services import WarmupReport
 
 __all__ = ["app", "main"]
 
@@ -263,18 +265,33 @@ def warmup(
 ) -> None:
     """Load critical data from the database into the cache."""
 
-    async def work(runtime: Runtime) -> list[str]:
+    async def work(runtime: Runtime) -> list[tuple[str, str]]:
         await runtime.cache.ping()  # warming an unreachable cache would store nothing
-        report = await (runtime.warmup.warm_menu() if menu else runtime.warmup.warm_critical())
+        steps: list[tuple[str, Callable[[], Awaitable[WarmupReport]]]] = [
+            ("menu", runtime.warmup.warm_menu)
+        ]
+        if not menu:
+            steps.append(("analytics", runtime.warmup.warm_analytics))
         if user is not None:
-            report.warmed += (await runtime.warmup.warm_user(user)).warmed
-        return report.warmed
+            steps.append((f"user {user}", lambda: runtime.warmup.warm_user(user)))
+        warmed: list[tuple[str, str]] = []
+        with Progress(
+            SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+            console=console, transient=True,
+        ) as progress:  # fmt: skip
+            task = progress.add_task("warming", total=len(steps))
+            for name, step in steps:
+                progress.update(task, description=f"warming {name}")
+                warmed += [(name, entry) for entry in (await step()).warmed]
+                progress.advance(task)
+        return warmed
 
     warmed = _run(work)
     table = Table(title=f"Warmed {len(warmed)} entries")
+    table.add_column("Group")
     table.add_column("Entry")
-    for entry in warmed:
-        table.add_row(entry)
+    for group, entry in warmed:
+        table.add_row(group, entry)
     console.print(table)
 
 
