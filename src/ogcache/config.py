@@ -64,6 +64,9 @@ class Settings(BaseSettings):
     cache_lease_ttl: Seconds = 10
     cache_lease_wait: Annotated[float, Field(ge=0)] = 2.0
     cache_early_refresh_beta: Annotated[float, Field(ge=0)] = 1.0
+    cache_failure_threshold: Annotated[int, Field(ge=1, le=1000)] = 5
+    cache_cool_down: Seconds = 2.0
+    cache_max_value_bytes: Annotated[int, Field(ge=1024)] = 1024 * 1024
 
     token_ttl: Seconds = 3600
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"

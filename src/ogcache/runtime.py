@@ -76,6 +76,9 @@ class Runtime:
             lease_ttl=settings.cache_lease_ttl,
             lease_wait=settings.cache_lease_wait,
             early_refresh_beta=settings.cache_early_refresh_beta,
+            failure_threshold=settings.cache_failure_threshold,
+            cool_down=settings.cache_cool_down,
+            max_value_bytes=settings.cache_max_value_bytes,
         )
         engine = create_engine(settings.database_url)
         db = create_session_factory(engine)
@@ -113,6 +116,19 @@ class Runtime:
                 conversations=conversations,
             ),
         )
+
+    async def check_cache(self) -> None:
+        """Warn about a cache configuration that will fail under load (logged, never fatal)."""
+        try:
+            info = await self.cache.backend.info()
+        except Exception as exc:
+            logger.warning("cache backend unreachable at start-up (%s); serving without it", exc)
+            return
+        if info.eviction_policy == "noeviction":
+            logger.warning(
+                "Redis maxmemory-policy is 'noeviction': once it is full every cache write "
+                "fails. Set maxmemory and an evicting policy (e.g. allkeys-lru) for a cache."
+            )
 
     async def migrate(self) -> None:
         """Apply the database migrations (idempotent)."""

@@ -164,20 +164,33 @@ async def test_a_cancelled_leader_does_not_fail_the_joiners(cache: Cache) -> Non
     assert await joiner == 3
 
 
-async def test_ttls_are_jittered(cache: Cache) -> None:
-    jittered = twin(cache, ttl_jitter=0.1)
-    await jittered.set_many(ITEMS, {str(i): i for i in range(100)}, ttl=100)
-    raws = await cache.backend.get_many([cache.full_key(ITEMS, str(i)) for i in range(100)])
+async def lifetimes(cache: Cache, namespace: Namespace[object], count: int) -> list[float]:
+    raws = await cache.backend.get_many([cache.full_key(namespace, str(i)) for i in range(count)])
     now = time.time()
-    lifetimes = []
+    result = []
     for raw in raws:
         assert raw is not None
         entry = unwrap(raw)
         assert isinstance(entry, Entry)
-        lifetimes.append(entry.expires_at - now)
-    assert min(lifetimes) >= 89
-    assert max(lifetimes) <= 110.5
-    assert max(lifetimes) - min(lifetimes) > 5
+        result.append(entry.expires_at - now)
+    return result
+
+
+async def test_namespace_ttls_are_jittered_both_ways(cache: Cache) -> None:
+    jittered = twin(cache, ttl_jitter=0.1)
+    hundred = Namespace("hundred", ttl=100)
+    await jittered.set_many(hundred, {str(i): i for i in range(100)})
+    spread = await lifetimes(cache, hundred, 100)
+    assert 89 <= min(spread) < 99
+    assert 101 < max(spread) <= 110.5
+
+
+async def test_a_ttl_given_by_the_caller_is_only_shortened(cache: Cache) -> None:
+    jittered = twin(cache, ttl_jitter=0.1)
+    await jittered.set_many(ITEMS, {str(i): i for i in range(100)}, ttl=100)
+    spread = await lifetimes(cache, ITEMS, 100)
+    assert 89 <= min(spread) < 99
+    assert max(spread) <= 100.01
 
 
 async def test_not_found_is_cached_for_the_negative_ttl(cache: Cache) -> None:

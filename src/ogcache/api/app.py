@@ -78,6 +78,7 @@ async def prepare(runtime: Runtime) -> None:
                 "OGCACHE_DATABASE_URL, or run `ogcache db upgrade` yourself and start with "
                 "OGCACHE_AUTO_MIGRATE=false"
             ) from exc
+    await runtime.check_cache()
     if settings.seed_demo_data:
         report = await seed_demo_data(runtime.db)
         logger.info("demo data added: %s", report)

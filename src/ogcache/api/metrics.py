@@ -18,6 +18,7 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 
 from ogcache.cache import Cache
+from ogcache.cache.breaker import BreakerState
 from ogcache.cache.stats import LATENCY_BUCKETS, LatencySummary
 
 __all__ = ["CacheCollector", "render_metrics"]
@@ -31,6 +32,14 @@ _COUNTERS = (
     ("decode_errors", "Stored values that could not be decoded (dropped, served as misses)."),
     ("sets", "Values written to the cache."),
     ("invalidations", "Entries invalidated after writes."),
+    ("coalesced", "Misses that shared another caller's load in this process."),
+    ("lease_waits", "Misses that waited for another process's load."),
+    ("lease_timeouts", "Misses that stopped waiting and loaded without caching."),
+    ("sets_rejected", "Loaded values not stored because an invalidation came first."),
+    ("stale_served", "Expired values served because the loader failed."),
+    ("early_refreshes", "Entries refreshed before they expired."),
+    ("short_circuited", "Calls that skipped the cache because its circuit was open."),
+    ("oversized", "Values not cached because they exceeded the size limit."),
 )
 
 
@@ -59,6 +68,28 @@ class CacheCollector(Collector):
             "ogcache_cache_load_seconds",
             "Latency of loaders (database reads) after a miss.",
             {name: s.load_latency for name, s in snapshots.items()},
+        )
+        breaker = self._cache.backend.stats()
+        state = GaugeMetricFamily(
+            "ogcache_cache_circuit_state",
+            "Circuit breaker state: 1 for the current one of closed, open, half_open.",
+            labels=["state"],
+        )
+        for candidate in BreakerState:
+            state.add_metric([candidate.value], 1.0 if breaker.state is candidate else 0.0)
+        yield state
+        yield CounterMetricFamily(
+            "ogcache_cache_circuit_trips", "Times the circuit opened.", value=breaker.trips
+        )
+        yield CounterMetricFamily(
+            "ogcache_cache_circuit_open_seconds",
+            "Seconds the circuit has not been closed.",
+            value=breaker.open_seconds,
+        )
+        yield GaugeMetricFamily(
+            "ogcache_cache_pending_invalidations",
+            "Invalidations not yet delivered (replayed when the backend answers again).",
+            value=breaker.pending_invalidations,
         )
         if self.up is not None:
             up = GaugeMetricFamily(

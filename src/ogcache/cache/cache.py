@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from typing import Any, Final, Generic, TypeVar, overload
 
 from ogcache.cache.backend import BackendInfo, CacheBackend, KeyCount
+from ogcache.cache.breaker import BreakerBackend, BreakerStats, CircuitBreaker, CircuitOpenError
 from ogcache.cache.envelope import WRITE_ID_OFFSET, Entry, Lease, lease, new_token, unwrap, wrap
 from ogcache.cache.exceptions import BackendError, DecodeError, InvalidKeyError
 from ogcache.cache.missing import MISSING, Missing
@@ -79,6 +80,12 @@ class _Found(Generic[T]):
 _ABSENT: Final[_Found[Any]] = _Found(_State.MISSING)
 
 
+class _TooLarge(Exception):
+    def __init__(self, namespace: Namespace[Any], size: int) -> None:
+        super().__init__(f"{size}-byte value of {namespace.name} is too large to cache")
+        self.size = size
+
+
 @dataclass(frozen=True, slots=True)
 class CacheReport:
     """What the cache can say about itself: availability, size, memory and per-namespace stats.
@@ -93,6 +100,7 @@ class CacheReport:
     keys: KeyCount | None
     info: BackendInfo | None
     namespaces: dict[str, NamespaceStatsSnapshot]
+    breaker: BreakerStats | None = None
     error: str | None = None
 
 
@@ -117,6 +125,9 @@ class Cache:
         lease_ttl: float = 10.0,
         lease_wait: float = 2.0,
         early_refresh_beta: float = 1.0,
+        failure_threshold: int = 5,
+        cool_down: float = 2.0,
+        max_value_bytes: int = 1024 * 1024,
         clock: Callable[[], float] = time.time,
     ) -> None:
         if not _APP_PREFIX.match(prefix):
@@ -128,8 +139,14 @@ class Cache:
             raise InvalidKeyError("ttl_jitter must be at least 0 and below 1")
         if not (lease_ttl > 0 and lease_wait >= 0 and early_refresh_beta >= 0):
             raise InvalidKeyError("lease_ttl must be > 0; lease_wait and beta must be >= 0")
-        self.backend = backend
+        self.backend = BreakerBackend(
+            backend,
+            CircuitBreaker(failure_threshold=failure_threshold, cool_down=cool_down),
+            clear_prefix=f"{prefix}:",
+        )
         self.prefix = prefix
+        self.max_value_bytes = max_value_bytes
+        self._oversized_logged: set[str] = set()
         self.key_count_limit = key_count_limit
         self.ttl_jitter = ttl_jitter
         self.lease_ttl = lease_ttl
@@ -168,6 +185,10 @@ class Cache:
         self._stats.clear()
 
     def _backend_failed(self, stats: NamespaceStats | None, operation: str, exc: Exception) -> None:
+        if isinstance(exc, CircuitOpenError):
+            if stats is not None:  # the breaker logs its transitions; nothing per call
+                stats.short_circuited += 1
+            return
         if stats is not None:
             stats.errors += 1
         now = time.monotonic()
@@ -205,17 +226,50 @@ class Cache:
     def _encode(
         self, namespace: Namespace[T], value: T | None, ttl: float | None, load_time: float
     ) -> tuple[bytes, float]:
-        """The stored bytes and the key's lifetime (the logical TTL plus any stale grace)."""
+        """The stored bytes and the key's lifetime (the logical TTL plus any stale grace).
+
+        A namespace's TTL is jittered both ways; a TTL given by the caller is an upper bound
+        (a token's remaining life, say), so it is only ever shortened.
+        """
         payload = _NULL if value is None else namespace.codec.dumps(value)
         if value is None and namespace.negative_ttl is not None and ttl is None:
             ttl = namespace.negative_ttl
         seconds = namespace.ttl if ttl is None else ttl
         if self.ttl_jitter:
-            seconds *= 1 + self.ttl_jitter * (2 * self._random.random() - 1)
+            spread = self._random.random() if ttl is None else self._random.random() / 2
+            seconds *= 1 + self.ttl_jitter * (2 * spread - 1)
+        if len(payload) > self.max_value_bytes:
+            raise _TooLarge(namespace, len(payload))
         data = wrap(
             payload, write_id=new_token(), expires_at=self._clock() + seconds, load_time=load_time
         )
         return data, seconds + namespace.stale_ttl
+
+    def _not_encoded(
+        self, namespace: Namespace[Any], stats: NamespaceStats, exc: Exception
+    ) -> None:
+        """A value that is not cached: too large (counted, logged once per namespace), or
+        not encodable (a bug in the caller: counted and logged as an error)."""
+        if isinstance(exc, _TooLarge):
+            stats.oversized += 1
+            if namespace.name not in self._oversized_logged:
+                self._oversized_logged.add(namespace.name)
+                logger.warning(
+                    "not caching a %d-byte value of %s: larger than max_value_bytes (%d); "
+                    "further ones are counted, not logged",
+                    exc.size,
+                    namespace.name,
+                    self.max_value_bytes,
+                    extra={"event": "cache.oversized", "namespace": namespace.name},
+                )
+            return
+        stats.errors += 1
+        logger.error(
+            "cannot encode a value for %s, not caching it: %s",
+            namespace.name,
+            exc,
+            extra={"event": "cache.encode_error", "namespace": namespace.name},
+        )
 
     def _inspect(
         self, namespace: Namespace[T], stats: NamespaceStats, raw: bytes | None
@@ -305,10 +359,9 @@ class Cache:
             raws = await self.backend.get_many(fulls)
         except Exception as exc:
             for namespace, _ in entries:
-                stats = self._stats_for(namespace)
-                stats.misses += 1
-                stats.errors += 1
-            self._backend_failed(None, "get_many", exc)
+                self._stats_for(namespace).misses += 1
+            for namespace in {namespace.name: namespace for namespace, _ in entries}.values():
+                self._backend_failed(self._stats_for(namespace), "get_many", exc)
             return [MISSING] * len(entries)
         elapsed = _now() - start
         for namespace in {namespace.name: namespace for namespace, _ in entries}.values():
@@ -338,13 +391,7 @@ class Cache:
                 data, lifetime = self._encode(namespace, value, ttl, 0.0)
                 items.append((self.full_key(namespace, key), data, lifetime))
         except Exception as exc:
-            stats.errors += 1
-            logger.error(
-                "cannot encode a value for %s, not caching it: %s",
-                namespace.name,
-                exc,
-                extra={"event": "cache.encode_error", "namespace": namespace.name},
-            )
+            self._not_encoded(namespace, stats, exc)
             return False
         start = _now()
         try:
@@ -378,9 +425,8 @@ class Cache:
         try:
             await self.backend.delete_many(fulls)
         except Exception as exc:
-            for namespace, _ in pairs:
-                self._stats_for(namespace).errors += 1
-            self._backend_failed(None, "invalidate", exc)
+            for namespace in {namespace.name: namespace for namespace, _ in pairs}.values():
+                self._backend_failed(self._stats_for(namespace), "invalidate", exc)
             return False
         elapsed = _now() - start
         for namespace in {namespace.name: namespace for namespace, _ in pairs}.values():
@@ -652,10 +698,7 @@ class Cache:
             try:
                 data, lifetime = self._encode(namespace, value, ttl, load_time)
             except Exception as exc:
-                stats.errors += 1
-                logger.error(
-                    "cannot encode a value for %s, not caching it: %s", namespace.name, exc
-                )
+                self._not_encoded(namespace, stats, exc)
                 data, lifetime = None, 0.0
         start = _now()
         try:
@@ -852,6 +895,7 @@ class Cache:
                 keys=None,
                 info=None,
                 namespaces=self.stats(),
+                breaker=self.backend.stats(),
                 error=str(exc),
             )
         return CacheReport(
@@ -861,6 +905,7 @@ class Cache:
             keys=keys,
             info=info,
             namespaces=self.stats(),
+            breaker=self.backend.stats(),
         )
 
     async def close(self) -> None:

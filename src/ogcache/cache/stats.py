@@ -105,6 +105,8 @@ class NamespaceStats:
     sets_rejected: int = 0
     stale_served: int = 0
     early_refreshes: int = 0
+    short_circuited: int = 0
+    oversized: int = 0
     operations: LatencyWindow = field(default_factory=LatencyWindow)
     load_times: LatencyWindow = field(default_factory=LatencyWindow)
 
@@ -127,6 +129,8 @@ class NamespaceStats:
             sets_rejected=self.sets_rejected,
             stale_served=self.stale_served,
             early_refreshes=self.early_refreshes,
+            short_circuited=self.short_circuited,
+            oversized=self.oversized,
             operation_latency=self.operations.summary(),
             load_latency=self.load_times.summary(),
         )
@@ -143,7 +147,9 @@ class NamespaceStatsSnapshot:
     that waited for another process's load, ``lease_timeouts`` those that gave up waiting and
     loaded without caching; ``sets_rejected`` loaded values not stored because an
     invalidation (or a newer write) came first; ``stale_served`` expired values served because
-    the loader failed; ``early_refreshes`` entries reloaded before they expired.
+    the loader failed; ``early_refreshes`` entries reloaded before they expired;
+    ``short_circuited`` calls that skipped the cache because its circuit breaker was open;
+    ``oversized`` values not cached because they exceeded ``max_value_bytes``.
     """
 
     namespace: str
@@ -162,5 +168,7 @@ class NamespaceStatsSnapshot:
     sets_rejected: int
     stale_served: int
     early_refreshes: int
+    short_circuited: int
+    oversized: int
     operation_latency: LatencySummary
     load_latency: LatencySummary

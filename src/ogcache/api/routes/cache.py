@@ -78,6 +78,13 @@ def report_json(report: CacheReport) -> dict[str, Any]:
             "limitBytes": report.info.memory_limit_bytes,
             "evictionPolicy": report.info.eviction_policy,
         }
+    if report.breaker is not None:
+        stats["circuit"] = {
+            "state": report.breaker.state.value,
+            "trips": report.breaker.trips,
+            "openSeconds": report.breaker.open_seconds,
+            "pendingInvalidations": report.breaker.pending_invalidations,
+        }
     if report.error:
         stats["error"] = report.error
     return {
