@@ -1,6 +1,9 @@
 """``python -m bench concurrency``: the stampede bench and the consistency checker, ogcache
 against the naive get/load/set pattern; prints a table and saves JSON.
 
+``python -m bench resilience``: Redis killed, hung and slow under a steady load of cached reads
+through the HTTP service, against the uncached path; prints a table and saves JSON.
+
 Servers: ``OGCACHE_BENCH_DATABASE_URL`` (any database on the PostgreSQL server to use; the
 checker creates and drops a database of its own there) and ``OGCACHE_BENCH_REDIS_URL``;
 defaults ``postgresql://postgres@127.0.0.1:5432/postgres`` and ``redis://127.0.0.1:6379/0``.
@@ -9,10 +12,13 @@ defaults ``postgresql://postgres@127.0.0.1:5432/postgres`` and ``redis://127.0.0
 from __future__ import annotations
 
 import argparse
+import asyncio
+import dataclasses
 import json
 import os
 import platform
 import sys
+import tempfile
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -21,6 +27,15 @@ from urllib.parse import urlsplit, urlunsplit
 
 from bench._support import database_url, redis_url
 from bench.consistency import CheckerResult, Mode, run_checker
+from bench.resilience import (
+    KINDS,
+    FaultKind,
+    ResilienceConfig,
+    ScenarioResult,
+    prepared_database,
+    run_baseline,
+    run_fault_scenario,
+)
 from bench.stampede import StampedeResult, StampedeSeries, run_stampede, summarize
 
 MODES: tuple[Mode, ...] = ("ogcache", "naive")
@@ -187,6 +202,142 @@ def concurrency(args: argparse.Namespace) -> int:
     return 0 if all(verdict.values()) else 1
 
 
+def _resilience_table(results: list[ScenarioResult]) -> str:
+    def s(value: float | None) -> str:
+        return "-" if value is None else f"{value:.2f}"
+
+    header = (
+        f"{'fault':<6} {'requests':>8} {'failed':>6} {'p99 warm':>8} {'p99 fault':>9} "
+        f"{'p99 open':>8} {'p99 uncached':>12} {'ratio':>5} {'(open)':>6} {'open s':>12} "
+        f"{'closed s':>12} {'hits>90% s':>10} {'pending':>7} {'reads after':>11} {'stale':>5}"
+    )
+    lines = [header, "-" * len(header)]
+    for r in results:
+        uncached = r.uncached.latency.p99_ms if r.uncached else None
+        lines.append(
+            f"{r.kind:<6} {r.requests:>8} {r.failed:>6} {_ms(r.warm.p99_ms):>8} "
+            f"{_ms(r.fault.p99_ms):>9} {_ms(r.fault_after_open.p99_ms):>8} "
+            f"{_ms(uncached):>12} {s(r.p99_ratio):>5} {s(r.p99_ratio_after_open):>6} "
+            f"{s(r.breaker_open_s) + ' (' + s(r.breaker_open_logged_s) + ')':>12} "
+            f"{s(r.breaker_closed_s) + ' (' + s(r.breaker_closed_logged_s) + ')':>12} "
+            f"{s(r.hit_rate_recovered_s):>10} {r.pending_invalidations_max:>7.0f} "
+            f"{r.profile_reads_after_write:>11} {r.stale_reads:>5}"
+        )
+    return "\n".join(lines)
+
+
+async def _resilience_runs(
+    config: ResilienceConfig, kinds: list[FaultKind]
+) -> list[ScenarioResult]:
+    def say(message: str) -> None:
+        print(message, flush=True)
+
+    results = []
+    with tempfile.TemporaryDirectory(prefix="ogcache-resilience-") as tmp:
+        workdir = Path(tmp)
+        async with prepared_database(database_url()) as db:
+            for kind in kinds:
+                # The uncached path measured just before each scenario: the machine may be
+                # shared, and a comparison is fairer between neighbouring moments.
+                say(
+                    f"{kind}: uncached path, {config.warm_s:g} s warm-up, "
+                    f"{config.baseline_s:g} s measured"
+                )
+                uncached = await run_baseline(database_url=db, workdir=workdir, config=config)
+                results.append(
+                    await run_fault_scenario(
+                        kind,
+                        database_url=db,
+                        workdir=workdir,
+                        config=config,
+                        uncached=uncached,
+                        progress=say,
+                    )
+                )
+    return results
+
+
+def resilience(args: argparse.Namespace) -> int:
+    config = ResilienceConfig(
+        clients=args.clients,
+        workers=args.workers,
+        rate=args.rate or None,
+        warm_s=args.warm,
+        fault_s=args.fault,
+        write_after_s=min(args.write_after, args.fault / 2),
+        recovery_max_s=args.recovery_max,
+        baseline_s=args.baseline,
+        cache_timeout=args.cache_timeout,
+        cache_connect_timeout=args.cache_timeout,
+        cool_down=args.cool_down,
+        slow_delay=args.slow_delay,
+    )
+    unknown = set(args.kinds) - set(KINDS)
+    if unknown:
+        print(f"unknown fault {', '.join(sorted(unknown))}: choose from {', '.join(KINDS)}")
+        return 2
+    kinds = [kind for kind in KINDS if not args.kinds or kind in args.kinds]
+    db = database_url()
+    print(
+        f"PostgreSQL {_redact(db)} (a database of its own), own redis-server processes, "
+        f"{os.cpu_count()} CPUs; service workers: {config.workers}; {config.clients} clients at "
+        f"{f'{config.rate:g} req/s' if config.rate else 'full speed'}",
+        flush=True,
+    )
+    began = time.monotonic()
+    load_before = os.getloadavg()
+    results = asyncio.run(_resilience_runs(config, kinds))
+    load_after = os.getloadavg()
+    verdict = {f"{r.kind}:{check}": passed for r in results for check, passed in r.checks.items()}
+
+    print()
+    print(
+        f"Cache timeout {config.cache_timeout:g} s, cool-down {config.cool_down:g} s, "
+        f"threshold {config.failure_threshold}; slow = replies delayed {config.slow_delay:g} s. "
+        f"Latencies in ms.\n'p99 fault': requests in flight at any moment of the "
+        f"{config.fault_s:g} s fault; 'p99 open': those begun once the breaker was seen open; "
+        f"'p99 uncached': the same load with Redis unreachable from the start, measured "
+        f"for {config.baseline_s:g} s just before; ratio = p99 fault / p99 uncached, (open) = "
+        f"p99 open / p99 uncached.\n"
+        f"open s: fault -> breaker seen open in /metrics "
+        f"(the service's log line); closed s: recovery -> breaker seen closed (log); hits>90% s: "
+        f"recovery -> hit rate over the last second above 90%; pending: invalidations "
+        f"remembered; reads after / stale: profile reads begun after the write made during the "
+        f"fault, and those that returned the old value"
+    )
+    print(_resilience_table(results))
+    for r in results:
+        if r.failure_examples:
+            print(f"\nfirst failed requests ({r.kind}): {r.failure_examples}")
+        if r.stale_examples:
+            print(f"\nfirst stale reads ({r.kind}): {r.stale_examples}")
+    print()
+    for check, passed in verdict.items():
+        print(f"{'PASS' if passed else 'FAIL'}  {check}")
+
+    report: dict[str, Any] = {
+        "generated_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "command": "python -m bench resilience " + " ".join(sys.argv[2:]),
+        "machine": {
+            "cpus": os.cpu_count(),
+            "platform": platform.platform(),
+            "python": platform.python_version(),
+            "load_average_before": [round(x, 2) for x in load_before],
+            "load_average_after": [round(x, 2) for x in load_after],
+        },
+        "servers": {"database": _redact(db), "redis": "own redis-server per scenario"},
+        "config": dataclasses.asdict(config),
+        "duration_s": round(time.monotonic() - began, 1),
+        "verdict": verdict,
+        "scenarios": [r.as_dict() for r in results],
+    }
+    output = Path(args.output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"\nsaved {output} ({report['duration_s']} s)")
+    return 0 if all(verdict.values()) else 1
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -208,9 +359,43 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--repeat", type=int, default=5, help="runs of each stampede case")
     run.add_argument("--loader-delay-ms", type=float, default=50.0, help="stampede loader")
     run.add_argument("--output", default=str(RESULTS / "concurrency.json"))
+
+    defaults = ResilienceConfig()
+    res = commands.add_parser(
+        "resilience",
+        help="Redis killed, hung and slow under load through the HTTP service",
+    )
+    res.add_argument(
+        "kinds", nargs="*", metavar="FAULT", help="kill, hang and/or slow (default: all three)"
+    )
+    res.add_argument("--clients", type=int, default=defaults.clients)
+    res.add_argument(
+        "--workers",
+        type=int,
+        default=defaults.workers,
+        help="service worker processes (above 1, /metrics shows one worker's breaker at a time)",
+    )
+    res.add_argument(
+        "--rate", type=float, default=defaults.rate, help="req/s of all clients (0: full speed)"
+    )
+    res.add_argument("--warm", type=float, default=defaults.warm_s, help="seconds")
+    res.add_argument("--fault", type=float, default=defaults.fault_s, help="seconds")
+    res.add_argument(
+        "--write-after", type=float, default=defaults.write_after_s, help="seconds into fault"
+    )
+    res.add_argument("--recovery-max", type=float, default=defaults.recovery_max_s)
+    res.add_argument(
+        "--baseline", type=float, default=defaults.baseline_s, help="uncached path, seconds"
+    )
+    res.add_argument("--cache-timeout", type=float, default=defaults.cache_timeout)
+    res.add_argument("--cool-down", type=float, default=defaults.cool_down)
+    res.add_argument("--slow-delay", type=float, default=defaults.slow_delay)
+    res.add_argument("--output", default=str(RESULTS / "resilience.json"))
     args = parser.parse_args(argv)
     if args.command == "concurrency":
         return concurrency(args)
+    if args.command == "resilience":
+        return resilience(args)
     parser.error(f"unknown command {args.command}")
     return 2
 

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import AsyncIterator, Iterator
 from uuid import uuid4
 
 import pytest
 
 from ogcache.cache import Cache, CacheBackend, MemoryBackend, RedisBackend
+from ogcache.cache.backends.redis_cluster import RedisClusterBackend
+from ogcache.cache.backends.upstash import UpstashBackend
+from tests.support.cluster import RedisClusterProcesses, start_cluster
 from tests.support.servers import Servers, ServerUnavailable
+from tests.support.upstash_gateway import UpstashGateway
 
 
 @pytest.fixture(scope="session")
@@ -27,6 +32,27 @@ def redis_url(servers: Servers) -> str:
 
 
 @pytest.fixture(scope="session")
+def redis_cluster(servers: Servers) -> Iterator[RedisClusterProcesses]:
+    """A 3-primary Redis Cluster of the session's own, on free loopback ports."""
+    directory = servers.tmp / "cluster"
+    directory.mkdir()
+    try:
+        cluster = start_cluster(directory)
+    except ServerUnavailable as exc:
+        pytest.exit(str(exc), returncode=3)
+    yield cluster
+    cluster.stop()
+
+
+@pytest.fixture(scope="session")
+def upstash(redis_url: str) -> Iterator[UpstashGateway]:
+    """Upstash's REST API (the part ogcache uses) over the session's Redis, on loopback."""
+    gateway = UpstashGateway(redis_url, token=secrets.token_urlsafe(24)).start()
+    yield gateway
+    gateway.stop()
+
+
+@pytest.fixture(scope="session")
 def postgres_url(servers: Servers) -> str:
     try:
         return servers.database_url()
@@ -39,12 +65,17 @@ def unique_prefix() -> str:
     return f"test-{uuid4().hex[:12]}"
 
 
-@pytest.fixture(params=["memory", "redis"])
+@pytest.fixture(params=["memory", "redis", "redis-cluster", "upstash"])
 async def backend(request: pytest.FixtureRequest) -> AsyncIterator[CacheBackend]:
     """Each test that uses it runs once per backend."""
     store: CacheBackend
     if request.param == "memory":
         store = MemoryBackend()
+    elif request.param == "redis-cluster":
+        store = RedisClusterBackend(request.getfixturevalue("redis_cluster").url)
+    elif request.param == "upstash":
+        gateway = request.getfixturevalue("upstash")
+        store = UpstashBackend(gateway.url, gateway.token)
     else:
         store = RedisBackend(request.getfixturevalue("redis_url"))
     yield store

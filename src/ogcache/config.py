@@ -18,7 +18,16 @@ __all__ = ["Settings", "load_settings", "redact_url"]
 
 Seconds = Annotated[float, Field(gt=0)]
 
-_REDIS_SCHEMES = ("redis", "rediss", "unix", "memory")
+_REDIS_SCHEMES = (
+    "redis",
+    "rediss",
+    "unix",
+    "memory",
+    "redis+cluster",
+    "rediss+cluster",
+    "redis+sentinel",
+    "rediss+sentinel",
+)
 
 
 class Settings(BaseSettings):
@@ -95,7 +104,7 @@ class Settings(BaseSettings):
         scheme = urlsplit(value).scheme.lower()
         if scheme not in _REDIS_SCHEMES:
             raise ValueError(
-                "must start with redis://, rediss://, unix:// or memory:// "
+                f"must start with one of {', '.join(s + '://' for s in _REDIS_SCHEMES)} "
                 f"(got {scheme + '://' if scheme else 'no scheme'})"
             )
         return value

@@ -10,10 +10,12 @@ import logging
 import secrets
 from dataclasses import dataclass
 from types import TracebackType
+from urllib.parse import urlsplit
 
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from ogcache.cache import BackendOptions, Cache, create_backend
+from ogcache.cache import BackendOptions, Cache, CacheBackend, create_backend
+from ogcache.cache.backends import create_upstash_backend
 from ogcache.config import Settings, redact_url
 from ogcache.db import create_engine, create_session_factory, upgrade
 from ogcache.services import (
@@ -51,24 +53,29 @@ class Runtime:
     @classmethod
     def open(cls, settings: Settings) -> Runtime:
         """Build everything; no I/O happens until the first call (connections are lazy)."""
-        if settings.redis_url and not settings.redis_url.startswith("memory:"):
-            logger.info("cache backend: Redis (%s)", redact_url(settings.redis_url))
-        else:
-            logger.info(
-                "cache backend: in-process memory (OGCACHE_REDIS_URL is not set); "
-                "each process has its own cache - set OGCACHE_REDIS_URL for a shared one"
-            )
-        backend = create_backend(
-            settings.redis_url,
-            BackendOptions(
-                timeout=settings.cache_timeout,
-                connect_timeout=settings.cache_connect_timeout,
-                max_connections=settings.cache_max_connections,
-                pool_timeout=settings.cache_pool_timeout,
-                memory_max_entries=settings.memory_cache_max_entries,
-                memory_max_bytes=settings.memory_cache_max_bytes,
-            ),
+        options = BackendOptions(
+            timeout=settings.cache_timeout,
+            connect_timeout=settings.cache_connect_timeout,
+            max_connections=settings.cache_max_connections,
+            pool_timeout=settings.cache_pool_timeout,
+            memory_max_entries=settings.memory_cache_max_entries,
+            memory_max_bytes=settings.memory_cache_max_bytes,
         )
+        upstash_url = settings.upstash_redis_rest_url
+        upstash_token = settings.upstash_redis_rest_token
+        backend: CacheBackend
+        if not settings.redis_url and upstash_url and upstash_token is not None:
+            logger.info("cache backend: Upstash REST API (%s)", urlsplit(upstash_url).hostname)
+            backend = create_upstash_backend(upstash_url, upstash_token.get_secret_value(), options)
+        else:
+            if settings.redis_url and not settings.redis_url.startswith("memory:"):
+                logger.info("cache backend: Redis (%s)", redact_url(settings.redis_url))
+            else:
+                logger.info(
+                    "cache backend: in-process memory (OGCACHE_REDIS_URL is not set); "
+                    "each process has its own cache - set OGCACHE_REDIS_URL for a shared one"
+                )
+            backend = create_backend(settings.redis_url, options)
         cache = Cache(
             backend,
             prefix=settings.cache_prefix,

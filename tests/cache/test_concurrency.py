@@ -54,11 +54,16 @@ def twin(cache: Cache, **options: float) -> Cache:
 
 
 async def test_concurrent_misses_in_one_process_share_one_load(cache: Cache) -> None:
-    db = Database(delay=0.05)
+    db = Database()
     db.version["k"] = 1
-    results = await asyncio.gather(
-        *(cache.get_or_load(ITEMS, "k", db.loader("k")) for _ in range(200))
-    )
+    db.gate = asyncio.Event()  # the load finishes only once all 200 have missed, however slow
+    calls = asyncio.gather(*(cache.get_or_load(ITEMS, "k", db.loader("k")) for _ in range(200)))
+    for _ in range(2000):  # until every caller has looked and missed (HTTP takes a while)
+        if (stats := cache.stats().get("item")) is not None and stats.misses == 200:
+            break
+        await asyncio.sleep(0.005)
+    db.gate.set()
+    results = await calls
     assert results == [1] * 200
     assert db.loads == 1
     assert cache.stats()["item"].coalesced == 199

@@ -14,9 +14,17 @@ from urllib.parse import urlsplit
 from ogcache.cache.backend import CacheBackend
 from ogcache.cache.backends.memory import MemoryBackend
 from ogcache.cache.backends.redis import RedisBackend
+from ogcache.cache.backends.upstash import UpstashBackend
 from ogcache.cache.exceptions import CacheConfigurationError
 
-__all__ = ["BackendOptions", "MemoryBackend", "RedisBackend", "create_backend"]
+__all__ = [
+    "BackendOptions",
+    "MemoryBackend",
+    "RedisBackend",
+    "UpstashBackend",
+    "create_backend",
+    "create_upstash_backend",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,11 +53,39 @@ def _redis(url: str, options: BackendOptions) -> CacheBackend:
     )
 
 
+def _redis_cluster(url: str, options: BackendOptions) -> CacheBackend:
+    from ogcache.cache.backends.redis_cluster import RedisClusterBackend
+
+    return RedisClusterBackend(
+        url,
+        timeout=options.timeout,
+        connect_timeout=options.connect_timeout,
+        max_connections=options.max_connections,
+        pool_timeout=options.pool_timeout,
+    )
+
+
+def _redis_sentinel(url: str, options: BackendOptions) -> CacheBackend:
+    from ogcache.cache.backends.redis_sentinel import RedisSentinelBackend
+
+    return RedisSentinelBackend(
+        url,
+        timeout=options.timeout,
+        connect_timeout=options.connect_timeout,
+        max_connections=options.max_connections,
+        pool_timeout=options.pool_timeout,
+    )
+
+
 _FACTORIES: dict[str, Callable[[str, BackendOptions], CacheBackend]] = {
     "memory": _memory,
     "redis": _redis,
     "rediss": _redis,
     "unix": _redis,
+    "redis+cluster": _redis_cluster,
+    "rediss+cluster": _redis_cluster,
+    "redis+sentinel": _redis_sentinel,
+    "rediss+sentinel": _redis_sentinel,
 }
 
 
@@ -67,3 +103,21 @@ def create_backend(url: str | None, options: BackendOptions | None = None) -> Ca
             f"use one of {known}"
         )
     return factory(url, options)
+
+
+def create_upstash_backend(
+    url: str, token: str, options: BackendOptions | None = None
+) -> CacheBackend:
+    """Upstash Redis over its REST API: ``UPSTASH_REDIS_REST_URL`` and ``_TOKEN``.
+
+    Not a URL scheme: Upstash gives an ``https://`` URL and a separate token.
+    """
+    options = options or BackendOptions()
+    return UpstashBackend(
+        url,
+        token,
+        timeout=options.timeout,
+        connect_timeout=options.connect_timeout,
+        max_connections=options.max_connections,
+        pool_timeout=options.pool_timeout,
+    )

@@ -19,7 +19,7 @@ from redis.asyncio.connection import AbstractConnection
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import RedisError
+from redis.exceptions import RedisClusterException, RedisError
 
 from ogcache.cache.backend import BackendInfo, KeyCount
 from ogcache.cache.exceptions import BackendError, CacheConfigurationError
@@ -58,10 +58,13 @@ def escape_glob(literal: str) -> str:
 
 @contextmanager
 def _translated(operation: str) -> Iterator[None]:
-    """The one place where driver errors become :class:`BackendError`."""
+    """The one place where driver errors become :class:`BackendError`.
+
+    ``RedisClusterException`` (redis-py's cluster client: no reachable node, slots not
+    covered) is not a ``RedisError``, hence its own entry."""
     try:
         yield
-    except (RedisError, OSError, TimeoutError) as exc:
+    except (RedisError, RedisClusterException, OSError, TimeoutError) as exc:
         raise BackendError(f"redis {operation} failed: {type(exc).__name__}: {exc}") from exc
 
 
@@ -94,7 +97,7 @@ class RedisBackend:
         if connection_class is not None:
             extra["connection_class"] = connection_class
         try:
-            pool = BlockingConnectionPool.from_url(
+            pool = self._connection_pool(
                 url,
                 max_connections=max_connections,
                 timeout=pool_timeout,
@@ -104,12 +107,18 @@ class RedisBackend:
                 **extra,
             )
         except ValueError as exc:
-            raise CacheConfigurationError(f"redis backend: invalid URL: {exc}") from exc
+            raise CacheConfigurationError(f"{self.name} backend: invalid URL: {exc}") from exc
         self._pool = pool
         self._client: Redis = Redis(connection_pool=pool)
         self._scan_batch = scan_batch
         self._add = self._client.register_script(_ADD)
         self._replace_if = self._client.register_script(_REPLACE_IF)
+
+    def _connection_pool(self, url: str, **options: Any) -> BlockingConnectionPool:
+        """The pool for ``url``; ``options`` set its bounds, timeouts and retry policy.
+
+        A backend for another URL form (``redis+sentinel://``) overrides this."""
+        return BlockingConnectionPool.from_url(url, **options)
 
     async def get(self, key: str) -> bytes | None:
         with _translated("GET"):
