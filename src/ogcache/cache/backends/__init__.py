@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import urlsplit
 
 from ogcache.cache.backend import CacheBackend
@@ -43,38 +44,30 @@ def _memory(url: str, options: BackendOptions) -> CacheBackend:
     return MemoryBackend(max_entries=options.memory_max_entries, max_bytes=options.memory_max_bytes)
 
 
+def _network(options: BackendOptions) -> dict[str, Any]:
+    """The options every networked store takes."""
+    return {
+        "timeout": options.timeout,
+        "connect_timeout": options.connect_timeout,
+        "max_connections": options.max_connections,
+        "pool_timeout": options.pool_timeout,
+    }
+
+
 def _redis(url: str, options: BackendOptions) -> CacheBackend:
-    return RedisBackend(
-        url,
-        timeout=options.timeout,
-        connect_timeout=options.connect_timeout,
-        max_connections=options.max_connections,
-        pool_timeout=options.pool_timeout,
-    )
+    return RedisBackend(url, **_network(options))
 
 
 def _redis_cluster(url: str, options: BackendOptions) -> CacheBackend:
     from ogcache.cache.backends.redis_cluster import RedisClusterBackend
 
-    return RedisClusterBackend(
-        url,
-        timeout=options.timeout,
-        connect_timeout=options.connect_timeout,
-        max_connections=options.max_connections,
-        pool_timeout=options.pool_timeout,
-    )
+    return RedisClusterBackend(url, **_network(options))
 
 
 def _redis_sentinel(url: str, options: BackendOptions) -> CacheBackend:
     from ogcache.cache.backends.redis_sentinel import RedisSentinelBackend
 
-    return RedisSentinelBackend(
-        url,
-        timeout=options.timeout,
-        connect_timeout=options.connect_timeout,
-        max_connections=options.max_connections,
-        pool_timeout=options.pool_timeout,
-    )
+    return RedisSentinelBackend(url, **_network(options))
 
 
 _FACTORIES: dict[str, Callable[[str, BackendOptions], CacheBackend]] = {
@@ -112,12 +105,4 @@ def create_upstash_backend(
 
     Not a URL scheme: Upstash gives an ``https://`` URL and a separate token.
     """
-    options = options or BackendOptions()
-    return UpstashBackend(
-        url,
-        token,
-        timeout=options.timeout,
-        connect_timeout=options.connect_timeout,
-        max_connections=options.max_connections,
-        pool_timeout=options.pool_timeout,
-    )
+    return UpstashBackend(url, token, **_network(options or BackendOptions()))
