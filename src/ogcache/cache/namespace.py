@@ -46,7 +46,10 @@ class Namespace(Generic[T]):
     caches a ``None`` ("not found") result (30 s by default; ``None``: never). ``stale_ttl``
     > 0 keeps an expired value that long to serve it when the loader fails (never after an
     invalidation). ``early_refresh`` lets one caller reload a hot entry shortly before it
-    expires (XFetch). Build keys with :meth:`key`.
+    expires (XFetch). ``local_ttl`` > 0 also keeps decoded values in this process's memory
+    (the L1 tier) for at most that many seconds, dropped on any invalidation in any process;
+    values served from it are shared objects, to be treated as immutable. Build keys with
+    :meth:`key`.
     """
 
     name: str
@@ -57,6 +60,7 @@ class Namespace(Generic[T]):
     stale_ttl: float = 0.0
     early_refresh: bool = True
     log_keys: bool = True
+    local_ttl: float = 0.0
 
     def __post_init__(self) -> None:
         if not _NAME.match(self.name):
@@ -72,6 +76,8 @@ class Namespace(Generic[T]):
             raise InvalidKeyError(f"namespace {self.name!r}: negative_ttl must be > 0 seconds")
         if self.stale_ttl < 0:
             raise InvalidKeyError(f"namespace {self.name!r}: stale_ttl must be >= 0 seconds")
+        if not 0 <= self.local_ttl <= MAX_TTL:
+            raise InvalidKeyError(f"namespace {self.name!r}: local_ttl must be >= 0 seconds")
         if self.version < 1:
             raise InvalidKeyError(f"namespace {self.name!r}: version must be >= 1")
 
