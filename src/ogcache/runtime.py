@@ -86,6 +86,8 @@ class Runtime:
             failure_threshold=settings.cache_failure_threshold,
             cool_down=settings.cache_cool_down,
             max_value_bytes=settings.cache_max_value_bytes,
+            local_max_entries=settings.local_max_entries,
+            local_max_bytes=settings.local_max_bytes,
         )
         engine = create_engine(settings.database_url)
         db = create_session_factory(engine)

@@ -25,6 +25,7 @@ __all__ = ["CacheCollector", "render_metrics"]
 
 _COUNTERS = (
     ("hits", "Cache lookups that found a value."),
+    ("local_hits", "Hits served from the in-process tier (also counted in hits)."),
     ("misses", "Cache lookups that found nothing (including failed lookups)."),
     ("loads", "Loader calls after a miss that returned a value."),
     ("load_errors", "Loader calls that raised."),

@@ -37,6 +37,8 @@ from ogcache.cache.backend import BackendInfo, CacheBackend, KeyCount
 from ogcache.cache.breaker import BreakerBackend, BreakerStats, CircuitBreaker, CircuitOpenError
 from ogcache.cache.envelope import WRITE_ID_OFFSET, Entry, Lease, lease, new_token, unwrap, wrap
 from ogcache.cache.exceptions import BackendError, DecodeError, InvalidKeyError
+from ogcache.cache.invalidation import InvalidationFeed, InvalidationSource
+from ogcache.cache.local import NOT_FOUND, LocalStats, LocalTier
 from ogcache.cache.missing import MISSING, Missing
 from ogcache.cache.namespace import MAX_TTL as _MAX_TTL
 from ogcache.cache.namespace import Namespace, validate_prefix
@@ -102,6 +104,8 @@ class CacheReport:
     namespaces: dict[str, NamespaceStatsSnapshot]
     breaker: BreakerStats | None = None
     error: str | None = None
+    local: LocalStats | None = None
+    local_live: bool | None = None
 
 
 class Cache:
@@ -128,6 +132,8 @@ class Cache:
         failure_threshold: int = 5,
         cool_down: float = 2.0,
         max_value_bytes: int = 1024 * 1024,
+        local_max_entries: int = 10_000,
+        local_max_bytes: int = 32 * 1024 * 1024,
         clock: Callable[[], float] = time.time,
     ) -> None:
         if not _APP_PREFIX.match(prefix):
@@ -164,6 +170,16 @@ class Cache:
         # the application's global random state.
         self._random = random.Random()
         self._abandoned: dict[str, bytes] = {}
+        # The in-process tier, for namespaces with a local_ttl, served only while the
+        # backend's invalidation feed is live (started at the first such lookup).
+        self._local = LocalTier(max_entries=local_max_entries, max_bytes=local_max_bytes)
+        self._feed: InvalidationFeed | None = (
+            backend.invalidation_feed(f"{prefix}:")
+            if isinstance(backend, InvalidationSource)
+            else None
+        )
+        self._feed_started = False
+        self._local_refused: set[str] = set()
 
     # --- keys, statistics, logging -------------------------------------------------------
 
@@ -176,6 +192,40 @@ class Cache:
         if stats is None:
             stats = self._stats[namespace.name] = NamespaceStats()
         return stats
+
+    def _local_live(self, namespace: Namespace[Any]) -> bool:
+        """Whether the in-process tier may serve (and be filled) now."""
+        feed = self._feed
+        if feed is None:
+            if namespace.name not in self._local_refused:
+                self._local_refused.add(namespace.name)
+                logger.info(
+                    "namespace %s asks for an in-process tier, but the %s backend cannot "
+                    "report changes made by other processes; serving it from the backend only",
+                    namespace.name,
+                    self.backend.name,
+                    extra={"event": "cache.local_unavailable", "namespace": namespace.name},
+                )
+            return False
+        if not self._feed_started:
+            self._feed_started = True
+            feed.start(self._changed_elsewhere)
+        return feed.live
+
+    def _changed_elsewhere(self, keys: Sequence[str] | None) -> None:
+        if keys is None:
+            self._local.flush()
+        else:
+            self._local.invalidate(keys)
+
+    def _keep_local(
+        self, namespace: Namespace[Any], full: str, found: _Found[Any], token: int
+    ) -> None:
+        """Keep a fresh value read from the backend, for no longer than it stays fresh."""
+        assert found.entry is not None
+        assert found.raw is not None
+        ttl = min(namespace.local_ttl, found.entry.expires_at - self._clock())
+        self._local.put(full, found.value, len(found.raw), ttl, token)
 
     def stats(self) -> dict[str, NamespaceStatsSnapshot]:
         """Counters and latencies of every namespace used so far (no I/O)."""
@@ -354,27 +404,51 @@ class Cache:
         if not entries:
             return []
         fulls = [self.full_key(namespace, key) for namespace, key in entries]
+        values: list[Any] = [MISSING] * len(entries)
+        wanted = list(range(len(entries)))
+        tokens: dict[int, int] = {}
+        if any(namespace.local_ttl for namespace, _ in entries):
+            live = {ns.name: self._local_live(ns) for ns, _ in entries if ns.local_ttl}
+            wanted = []
+            for index, ((namespace, key), full) in enumerate(zip(entries, fulls, strict=True)):
+                if live.get(namespace.name):
+                    value = self._local.get(full)
+                    if value is not NOT_FOUND:
+                        stats = self._stats_for(namespace)
+                        stats.local_hits += 1
+                        self._count(namespace, stats, key, hit=True)
+                        values[index] = value
+                        continue
+                    tokens[index] = self._local.token(full)
+                wanted.append(index)
+            if not wanted:
+                return values
+        asked = {entries[index][0].name: entries[index][0] for index in wanted}.values()
         start = _now()
         try:
-            raws = await self.backend.get_many(fulls)
+            raws = await self.backend.get_many([fulls[index] for index in wanted])
         except Exception as exc:
-            for namespace, _ in entries:
-                self._stats_for(namespace).misses += 1
-            for namespace in {namespace.name: namespace for namespace, _ in entries}.values():
+            for index in wanted:
+                self._stats_for(entries[index][0]).misses += 1
+            for namespace in asked:
                 self._backend_failed(self._stats_for(namespace), "get_many", exc)
-            return [MISSING] * len(entries)
+            return values
         elapsed = _now() - start
-        for namespace in {namespace.name: namespace for namespace, _ in entries}.values():
+        for namespace in asked:
             self._stats_for(namespace).operations.record(elapsed)
-        values: list[Any] = []
-        for (namespace, key), full, raw in zip(entries, fulls, raws, strict=True):
+        for index, raw in zip(wanted, raws, strict=True):
+            namespace, key = entries[index]
             stats = self._stats_for(namespace)
             found = self._inspect(namespace, stats, raw)
             hit = found.state is _State.FRESH
             self._count(namespace, stats, key, hit)
-            values.append(found.value if hit else MISSING)
-            if found.state is _State.MISSING and raw is not None:
-                await self._discard_undecodable(stats, full, raw)
+            if hit:
+                values[index] = found.value
+                token = tokens.get(index)
+                if token is not None:
+                    self._keep_local(namespace, fulls[index], found, token)
+            elif found.state is _State.MISSING and raw is not None:
+                await self._discard_undecodable(stats, fulls[index], raw)
         return values
 
     async def set_many(
@@ -399,6 +473,8 @@ class Cache:
         except Exception as exc:
             self._backend_failed(stats, "set", exc)
             return False
+        finally:
+            self._local.invalidate([full for full, _, _ in items])
         stats.operations.record(_now() - start)
         stats.sets += len(items)
         if logger.isEnabledFor(logging.DEBUG):
@@ -428,6 +504,8 @@ class Cache:
             for namespace in {namespace.name: namespace for namespace, _ in pairs}.values():
                 self._backend_failed(self._stats_for(namespace), "invalidate", exc)
             return False
+        finally:  # here at once, whatever happened there; other processes hear it from the feed
+            self._local.invalidate(fulls)
         elapsed = _now() - start
         for namespace in {namespace.name: namespace for namespace, _ in pairs}.values():
             self._stats_for(namespace).operations.record(elapsed)
@@ -477,6 +555,14 @@ class Cache:
         self._check_ttl(ttl)
         stats = self._stats_for(namespace)
         full = self.full_key(namespace, key)
+        token = None
+        if namespace.local_ttl and self._local_live(namespace):
+            value = self._local.get(full)
+            if value is not NOT_FOUND:
+                stats.local_hits += 1
+                self._count(namespace, stats, key, hit=True)
+                return value  # type: ignore[no-any-return]
+            token = self._local.token(full)
         start = _now()
         try:
             raw = await self.backend.get(full)
@@ -489,6 +575,8 @@ class Cache:
         if found.state is _State.FRESH:
             self._count(namespace, stats, key, hit=True)
             assert found.entry is not None
+            if token is not None:
+                self._keep_local(namespace, full, found, token)
             if self._due_for_early_refresh(namespace, found.entry):
                 self._refresh_in_background(namespace, stats, key, full, loader, ttl, found.entry)
             return found.value
@@ -706,6 +794,8 @@ class Cache:
         except Exception as exc:
             self._backend_failed(stats, "set", exc)
             return False
+        finally:
+            self._local.invalidate([full])
         stats.operations.record(_now() - start)
         if data is None:
             return False
@@ -850,9 +940,12 @@ class Cache:
         ``prefix`` is literal: glob characters match only themselves. Returns keys removed.
         """
         validate_prefix(prefix)
-        return await self._admin(
-            "clear_prefix", self.backend.delete_prefix(f"{self.prefix}:{prefix}")
-        )
+        try:
+            return await self._admin(
+                "clear_prefix", self.backend.delete_prefix(f"{self.prefix}:{prefix}")
+            )
+        finally:
+            self._local.flush()
 
     async def clear_namespace(self, namespace: Namespace[Any]) -> int:
         """Remove every entry of the namespace's current version."""
@@ -860,7 +953,10 @@ class Cache:
 
     async def clear(self) -> int:
         """Remove every key of this application (never other applications' keys)."""
-        return await self._admin("clear", self.backend.delete_prefix(f"{self.prefix}:"))
+        try:
+            return await self._admin("clear", self.backend.delete_prefix(f"{self.prefix}:"))
+        finally:
+            self._local.flush()
 
     async def count_keys(self, prefix: str = "") -> KeyCount:
         """Keys of this application (under ``prefix`` if given), at bounded cost."""
@@ -897,6 +993,7 @@ class Cache:
                 namespaces=self.stats(),
                 breaker=self.backend.stats(),
                 error=str(exc),
+                **self._local_report(),
             )
         return CacheReport(
             backend=self.backend.name,
@@ -906,7 +1003,14 @@ class Cache:
             info=info,
             namespaces=self.stats(),
             breaker=self.backend.stats(),
+            **self._local_report(),
         )
+
+    def _local_report(self) -> dict[str, Any]:
+        if not self._feed_started:
+            return {}
+        assert self._feed is not None
+        return {"local": self._local.stats(), "local_live": self._feed.live}
 
     async def close(self) -> None:
         """Stop background refreshes and release the backend's connections."""
@@ -915,6 +1019,8 @@ class Cache:
             for task in pending:
                 task.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
+        if self._feed is not None:
+            await self._feed.close()
         await self.backend.close()
 
     def __repr__(self) -> str:

@@ -92,6 +92,7 @@ class NamespaceStats:
     """Live counters of one namespace."""
 
     hits: int = 0
+    local_hits: int = 0
     misses: int = 0
     loads: int = 0
     load_errors: int = 0
@@ -115,6 +116,7 @@ class NamespaceStats:
         return NamespaceStatsSnapshot(
             namespace=name,
             hits=self.hits,
+            local_hits=self.local_hits,
             misses=self.misses,
             hit_rate=self.hits / lookups if lookups else None,
             loads=self.loads,
@@ -150,10 +152,12 @@ class NamespaceStatsSnapshot:
     the loader failed; ``early_refreshes`` entries reloaded before they expired;
     ``short_circuited`` calls that skipped the cache because its circuit breaker was open;
     ``oversized`` values not cached because they exceeded ``max_value_bytes``.
+    ``local_hits`` counts the hits (included in ``hits``) served from the in-process tier.
     """
 
     namespace: str
     hits: int
+    local_hits: int
     misses: int
     hit_rate: float | None
     loads: int

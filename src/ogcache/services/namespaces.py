@@ -49,7 +49,8 @@ class AppNamespaces:
     def from_settings(cls, settings: Settings) -> AppNamespaces:
         """TTLs from the settings; "not found" cached for ``negative_ttl`` everywhere. The menu
         and analytics may be served up to ``stale_grace`` seconds past expiry when the
-        database fails; nothing user-specific is, and never auth."""
+        database fails; nothing user-specific is, and never auth. The in-process tier is on
+        for the menu by default, off for auth and profiles unless their setting enables it."""
         negative = settings.negative_ttl
         grace = settings.stale_grace
 
@@ -58,8 +59,18 @@ class AppNamespaces:
 
         profile_codec: ModelCodec[UserProfilePublic] = ModelCodec(UserProfilePublic)
         return cls(
-            profile=namespace("user:profile", settings.ttl_profile, profile_codec),
-            profile_by_telegram=namespace("user:telegram", settings.ttl_profile, profile_codec),
+            profile=namespace(
+                "user:profile",
+                settings.ttl_profile,
+                profile_codec,
+                local_ttl=settings.local_ttl_profile,
+            ),
+            profile_by_telegram=namespace(
+                "user:telegram",
+                settings.ttl_profile,
+                profile_codec,
+                local_ttl=settings.local_ttl_profile,
+            ),
             conversation=namespace(
                 "conversation", settings.ttl_conversation, ModelCodec(ConversationPublic)
             ),
@@ -69,13 +80,32 @@ class AppNamespaces:
                 ModelCodec(list[ConversationSummary]),
             ),
             auth_token=namespace(
-                "auth:token", settings.ttl_auth, ModelCodec(AuthIdentity), log_keys=False
+                "auth:token",
+                settings.ttl_auth,
+                ModelCodec(AuthIdentity),
+                log_keys=False,
+                local_ttl=settings.local_ttl_auth,
             ),
-            auth_session=namespace("auth:session", settings.ttl_auth, ModelCodec(SessionState)),
+            auth_session=namespace(
+                "auth:session",
+                settings.ttl_auth,
+                ModelCodec(SessionState),
+                local_ttl=settings.local_ttl_auth,
+            ),
             session=namespace("session", settings.ttl_session, ModelCodec(SessionRecord)),
-            menu=namespace("menu", settings.ttl_menu, ModelCodec(MenuPublic), stale_ttl=grace),
+            menu=namespace(
+                "menu",
+                settings.ttl_menu,
+                ModelCodec(MenuPublic),
+                stale_ttl=grace,
+                local_ttl=settings.local_ttl_menu,
+            ),
             menu_context=namespace(
-                "menu:context", settings.ttl_menu, ModelCodec(str), stale_ttl=grace
+                "menu:context",
+                settings.ttl_menu,
+                ModelCodec(str),
+                stale_ttl=grace,
+                local_ttl=settings.local_ttl_menu,
             ),
             analytics_today=namespace(
                 "analytics:today",

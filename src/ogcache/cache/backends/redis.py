@@ -1,4 +1,4 @@
-"""Redis backend: redis-py asyncio with hiredis, one blocking pool, short timeouts.
+"""Redis backend: redis-py asyncio with hiredis, one bounded pool, short timeouts.
 
 redis-py's defaults suit a database client, not a cache: its pool raises
 ``MaxConnectionsError`` as soon as every connection is busy, and its default retry policy
@@ -14,7 +14,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, cast
 
-from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio import Redis
 from redis.asyncio.connection import AbstractConnection
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
@@ -22,6 +22,8 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisClusterException, RedisError
 
 from ogcache.cache.backend import BackendInfo, KeyCount
+from ogcache.cache.backends.redis_pool import BoundedConnectionPool
+from ogcache.cache.backends.redis_tracking import ConnectionFactory, RedisTrackingFeed, resp2
 from ogcache.cache.exceptions import BackendError, CacheConfigurationError
 
 __all__ = ["RedisBackend", "escape_glob"]
@@ -114,11 +116,11 @@ class RedisBackend:
         self._add = self._client.register_script(_ADD)
         self._replace_if = self._client.register_script(_REPLACE_IF)
 
-    def _connection_pool(self, url: str, **options: Any) -> BlockingConnectionPool:
+    def _connection_pool(self, url: str, **options: Any) -> BoundedConnectionPool:
         """The pool for ``url``; ``options`` set its bounds, timeouts and retry policy.
 
         A backend for another URL form (``redis+sentinel://``) overrides this."""
-        return BlockingConnectionPool.from_url(url, **options)
+        return BoundedConnectionPool.from_url(url, **options)
 
     async def get(self, key: str) -> bytes | None:
         with _translated("GET"):
@@ -216,6 +218,15 @@ class RedisBackend:
     async def ping(self) -> None:
         with _translated("PING"):
             await self._client.ping()
+
+    def invalidation_feed(self, prefix: str) -> RedisTrackingFeed:
+        """Changes to keys under ``prefix``, pushed by this server (see ``redis_tracking``)."""
+        return RedisTrackingFeed(prefix, self._tracking_nodes)
+
+    def _tracking_nodes(self) -> dict[str, ConnectionFactory]:
+        kwargs = self._pool.connection_kwargs
+        where = str(kwargs.get("path") or f"{kwargs.get('host')}:{kwargs.get('port')}")
+        return {where: resp2(self._pool.connection_class, kwargs)}
 
     async def close(self) -> None:
         await self._client.aclose()

@@ -52,6 +52,7 @@ from redis.exceptions import RedisClusterException
 
 from ogcache.cache.backend import BackendInfo, KeyCount
 from ogcache.cache.backends.redis import _ADD, _REPLACE_IF, _milliseconds, _translated, escape_glob
+from ogcache.cache.backends.redis_tracking import ConnectionFactory, RedisTrackingFeed, resp2
 from ogcache.cache.exceptions import CacheConfigurationError
 
 __all__ = ["RedisClusterBackend", "parse_cluster_url"]
@@ -279,6 +280,17 @@ class RedisClusterBackend:
             memory_limit_bytes=sum(limits) if limits and all(limits) else None,
             eviction_policy=policies.pop() if len(policies) == 1 else None,
         )
+
+    def invalidation_feed(self, prefix: str) -> RedisTrackingFeed:
+        """Changes to keys under ``prefix``, pushed by every primary (each tracks its own
+        slots); the feed starts over whenever the set of primaries changes."""
+        return RedisTrackingFeed(prefix, self._tracking_nodes)
+
+    def _tracking_nodes(self) -> dict[str, ConnectionFactory]:
+        return {
+            node.name: resp2(node.connection_class, node.connection_kwargs)
+            for node in self._client.get_primaries()
+        }
 
     async def ping(self) -> None:
         async def on(node: ClusterNode) -> None:

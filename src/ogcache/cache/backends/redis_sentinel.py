@@ -41,15 +41,16 @@ from contextlib import suppress
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-from redis.asyncio import BlockingConnectionPool
 from redis.asyncio.client import PubSub
-from redis.asyncio.connection import AbstractConnection, SSLConnection, parse_url
+from redis.asyncio.connection import AbstractConnection, Connection, SSLConnection, parse_url
 from redis.asyncio.retry import Retry
 from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
 from ogcache.cache.backends.redis import RedisBackend
+from ogcache.cache.backends.redis_pool import BoundedConnectionPool
+from ogcache.cache.backends.redis_tracking import ConnectionFactory, resp2
 
 __all__ = ["RedisSentinelBackend", "parse_sentinel_url"]
 
@@ -89,7 +90,7 @@ def parse_sentinel_url(url: str) -> tuple[list[tuple[str, int]], str, dict[str, 
     return sentinels, service, options
 
 
-class _BlockingSentinelPool(SentinelConnectionPool, BlockingConnectionPool):
+class _BlockingSentinelPool(SentinelConnectionPool, BoundedConnectionPool):
     """redis-py's Sentinel pool, blocking and bounded, that follows the primary.
 
     Callers wait (up to the pool's ``timeout``) when every connection is busy. A connection
@@ -170,7 +171,7 @@ class RedisSentinelBackend(RedisBackend):
 
     name = "redis-sentinel"
 
-    def _connection_pool(self, url: str, **options: Any) -> BlockingConnectionPool:
+    def _connection_pool(self, url: str, **options: Any) -> BoundedConnectionPool:
         sentinels, service, url_options = parse_sentinel_url(url)
         if "connection_class" in options:
             raise ValueError("a custom connection_class cannot find the primary via Sentinel")
@@ -189,6 +190,20 @@ class RedisSentinelBackend(RedisBackend):
             service, self._sentinel, **{**options, **url_options}
         )
         return self._sentinel_pool
+
+    def _tracking_nodes(self) -> dict[str, ConnectionFactory]:
+        """The primary as last discovered (none before the first call): the feed starts
+        over whenever it moves."""
+        address = self._sentinel_pool.master_address
+        if address is None:
+            return {}
+        kwargs = dict(self._sentinel_pool.connection_kwargs)
+        kwargs.pop("connection_pool", None)
+        kwargs.update(host=address[0], port=address[1])
+        ssl = kwargs.pop("ssl", False) or issubclass(
+            self._sentinel_pool.connection_class, SSLConnection
+        )
+        return {f"{address[0]}:{address[1]}": resp2(SSLConnection if ssl else Connection, kwargs)}
 
     async def close(self) -> None:
         await self._sentinel_pool.stop_following()

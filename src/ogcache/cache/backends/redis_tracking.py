@@ -1,0 +1,203 @@
+"""Invalidations from Redis itself: server-assisted client-side caching in broadcast mode.
+
+One dedicated connection per primary runs ``CLIENT TRACKING on REDIRECT <own id> BCAST
+PREFIX <prefix>`` and subscribes to ``__redis__:invalidate``. From then on Redis pushes, on
+that connection, the name of every key under the prefix that any client changes (written,
+deleted, expired, evicted) and a null for a flush. Compared with a pub/sub channel of our own
+(measured side by side in ``bench/invalidation.py``, see ``docs/local-cache.md``): writers pay
+nothing extra, and changes that bypass ogcache (expiry, eviction, ``redis-cli DEL``, another
+application) are reported too.
+
+The feed is *live* only while every primary's connection is subscribed and has been heard
+from within ``max_silence`` seconds: when idle it sends ``PING`` every ``heartbeat``
+seconds, so a hung server (SIGSTOP, a partition: the socket stays open but nothing arrives)
+is noticed within ``max_silence``. On any doubt — a connection error, silence, the set of
+primaries or the primary's address changing — it reports ``None`` ("anything may have
+changed"), reconnects, and reports ``None`` again once subscribed, so nothing read before the
+gap survives it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable, Mapping
+from typing import Any, Final
+
+from redis.asyncio.connection import AbstractConnection
+from redis.exceptions import RedisError
+
+from ogcache.cache.invalidation import OnChange
+
+__all__ = ["ConnectionFactory", "RedisTrackingFeed"]
+
+logger = logging.getLogger("ogcache.cache")
+
+ConnectionFactory = Callable[[], AbstractConnection]
+"""Makes a new, unconnected RESP2 connection to one primary."""
+
+_CHANNEL: Final = b"__redis__:invalidate"
+
+
+class RedisTrackingFeed:
+    """Broadcast key tracking on every primary ``nodes()`` names (address -> factory).
+
+    ``nodes`` is called again every ``heartbeat`` seconds; a changed set of addresses means
+    a failover or a resharding, and the feed starts over.
+    """
+
+    def __init__(
+        self,
+        prefix: str,
+        nodes: Callable[[], Mapping[str, ConnectionFactory]],
+        *,
+        heartbeat: float = 0.2,
+        max_silence: float = 1.0,
+        retry_max: float = 2.0,
+    ) -> None:
+        if not 0 < heartbeat < max_silence:
+            raise ValueError("heartbeat must be > 0 and below max_silence")
+        self._prefix = prefix
+        self._nodes = nodes
+        self._heartbeat = heartbeat
+        self._max_silence = max_silence
+        self._retry_max = retry_max
+        self._on_change: OnChange | None = None
+        self._task: asyncio.Task[None] | None = None
+        # Live while now < _live_until (refreshed by every message of every connection).
+        self._live_until = 0.0
+        self._heard: dict[str, float] = {}
+        self.reconnects = 0
+        self.messages = 0
+
+    @property
+    def live(self) -> bool:
+        return time.monotonic() < self._live_until
+
+    def start(self, on_change: OnChange) -> None:
+        if self._task is None:
+            self._on_change = on_change
+            self._task = asyncio.create_task(self._run(), name="ogcache-invalidation-feed")
+
+    async def close(self) -> None:
+        self._live_until = 0.0
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    def _changed(self, keys: list[str] | None) -> None:
+        assert self._on_change is not None
+        self._on_change(keys)
+
+    def _refresh_live(self) -> None:
+        """Live until the least recently heard connection has been silent too long."""
+        if self._heard:
+            self._live_until = min(self._heard.values()) + self._max_silence
+
+    async def _run(self) -> None:
+        delay = 0.05
+        while True:
+            nodes = dict(self._nodes())
+            try:
+                if not nodes:
+                    raise ConnectionError("no primary known yet")
+                await self._listen(nodes)
+                delay = 0.05
+            except (RedisError, OSError, ConnectionError, TimeoutError) as exc:
+                self.reconnects += 1
+                logger.warning(
+                    "cache invalidation feed interrupted (%s); the in-process tier is off "
+                    "until it is back",
+                    exc,
+                    extra={"event": "cache.feed_interrupted"},
+                )
+            finally:
+                self._live_until = 0.0
+                self._heard.clear()
+                self._changed(None)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, self._retry_max)
+
+    async def _listen(self, nodes: dict[str, ConnectionFactory]) -> None:
+        """Subscribe on every node, then relay messages until something goes wrong."""
+        connections: dict[str, AbstractConnection] = {}
+        try:
+            for address, factory in nodes.items():
+                connections[address] = await self._subscribe(factory)
+            self._changed(None)  # whatever changed before we were listening
+            now = time.monotonic()
+            self._heard = dict.fromkeys(connections, now)
+            self._refresh_live()
+            readers = {
+                asyncio.create_task(self._relay(address, connection), name=f"feed {address}")
+                for address, connection in connections.items()
+            }
+            try:
+                while True:
+                    done, _ = await asyncio.wait(readers, timeout=self._heartbeat)
+                    for task in done:
+                        task.result()  # a reader only ends by raising
+                    if set(self._nodes()) != set(connections):
+                        raise ConnectionError("the primaries changed")
+            finally:
+                for task in readers:
+                    task.cancel()
+                await asyncio.gather(*readers, return_exceptions=True)
+        finally:
+            for connection in connections.values():
+                with contextlib.suppress(Exception):
+                    await connection.disconnect()
+
+    async def _subscribe(self, factory: ConnectionFactory) -> AbstractConnection:
+        connection = factory()
+        await connection.connect()  # type: ignore[no-untyped-call]
+        await connection.send_command("CLIENT", "ID")
+        client_id = await connection.read_response()
+        await connection.send_command(
+            "CLIENT", "TRACKING", "on", "REDIRECT", client_id, "BCAST", "PREFIX", self._prefix
+        )
+        await _expect(connection, b"OK")
+        await connection.send_command("SUBSCRIBE", _CHANNEL)
+        reply = await connection.read_response()
+        if not (isinstance(reply, list) and reply[:1] == [b"subscribe"]):
+            raise ConnectionError(f"unexpected reply to SUBSCRIBE: {reply!r}")
+        return connection
+
+    async def _relay(self, address: str, connection: AbstractConnection) -> None:
+        pinged = False
+        while True:
+            message: Any = await connection.read_response(timeout=self._heartbeat)
+            now = time.monotonic()
+            if message is None:  # quiet for a heartbeat
+                if now - self._heard[address] > self._max_silence:
+                    raise TimeoutError(f"{address} silent for {self._max_silence} s")
+                if not pinged:
+                    await connection.send_command("PING")
+                    pinged = True
+                continue
+            self._heard[address] = now
+            pinged = False
+            self._refresh_live()
+            if isinstance(message, list) and message[:2] == [b"message", _CHANNEL]:
+                self.messages += 1
+                keys = message[2]
+                self._changed(None if keys is None else [key.decode() for key in keys])
+
+
+async def _expect(connection: AbstractConnection, expected: bytes) -> None:
+    reply = await connection.read_response()
+    if reply != expected and reply != expected.decode():
+        raise ConnectionError(f"unexpected reply {reply!r}")
+
+
+def resp2(
+    connection_class: type[AbstractConnection], kwargs: Mapping[str, Any]
+) -> ConnectionFactory:
+    """A factory of RESP2 connections like the pool's (the feed relies on RESP2 pub/sub)."""
+    options = {**kwargs, "protocol": 2}
+    options.pop("retry", None)
+    return lambda: connection_class(**options)

@@ -1,0 +1,340 @@
+"""The in-process tier (L1): bounds and generations, and invalidation from other processes.
+
+Two :class:`Cache` objects on one Redis stand for two processes: each has its own pool and
+its own invalidation feed connection, exactly what Redis sees of two processes
+(``bench/invalidation.py`` measures the delay across real processes).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from redis.asyncio import Redis
+
+from ogcache.cache import Cache, CacheBackend, MemoryBackend, Namespace, RedisBackend
+from ogcache.cache.backends.redis_cluster import RedisClusterBackend
+from ogcache.cache.backends.redis_tracking import RedisTrackingFeed
+from ogcache.cache.local import NOT_FOUND, LocalTier
+from tests.conftest import unique_prefix
+from tests.support.servers import start_redis
+
+NS = Namespace("menu", ttl=60, local_ttl=30)
+PLAIN = Namespace("plain", ttl=60)
+
+
+# --- the tier itself -------------------------------------------------------------------------
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_a_value_is_kept_until_its_ttl() -> None:
+    clock = Clock()
+    tier = LocalTier(clock=clock)
+    assert tier.put("k", {"a": 1}, 10, ttl=5, token=tier.token("k"))
+    assert tier.get("k") == {"a": 1}
+    clock.now += 5
+    assert tier.get("k") is NOT_FOUND
+    assert len(tier) == 0
+
+
+def test_none_is_a_value() -> None:
+    tier = LocalTier()
+    tier.put("k", None, 4, ttl=5, token=tier.token("k"))
+    assert tier.get("k") is None
+
+
+def test_least_recently_used_go_first_when_entries_or_bytes_overflow() -> None:
+    tier = LocalTier(max_entries=3, max_bytes=100)
+    for key in "abc":
+        tier.put(key, key, 10, ttl=60, token=tier.token(key))
+    tier.get("a")  # b is now the least recently used
+    tier.put("d", "d", 10, ttl=60, token=tier.token("d"))
+    assert [tier.get(key) for key in "abcd"] == ["a", NOT_FOUND, "c", "d"]
+    tier.put("big", "big", 85, ttl=60, token=tier.token("big"))
+    assert tier.stats().bytes <= 100
+    assert tier.get("big") == "big"
+    assert tier.stats().evictions >= 3
+
+
+def test_a_value_larger_than_the_whole_tier_is_refused() -> None:
+    tier = LocalTier(max_bytes=100)
+    assert not tier.put("k", "v", 101, ttl=60, token=tier.token("k"))
+
+
+def test_a_value_read_before_an_invalidation_is_refused() -> None:
+    tier = LocalTier()
+    token = tier.token("k")
+    tier.invalidate(["k"])
+    assert not tier.put("k", "old", 3, ttl=60, token=token)
+    assert tier.put("k", "new", 3, ttl=60, token=tier.token("k"))
+
+
+def test_a_flush_refuses_every_value_read_before_it() -> None:
+    tier = LocalTier()
+    tokens = {key: tier.token(key) for key in "abc"}
+    tier.put("a", "a", 1, ttl=60, token=tokens["a"])
+    tier.flush()
+    assert tier.get("a") is NOT_FOUND
+    assert not any(tier.put(k, k, 1, ttl=60, token=t) for k, t in tokens.items())
+
+
+def test_namespace_rejects_a_negative_local_ttl() -> None:
+    with pytest.raises(ValueError, match="local_ttl"):
+        Namespace("x", ttl=60, local_ttl=-1)
+
+
+# --- two processes on one Redis --------------------------------------------------------------
+
+
+@pytest.fixture(params=["redis", "redis-cluster"])
+def make_backend(request: pytest.FixtureRequest) -> Callable[[], CacheBackend]:
+    if request.param == "redis-cluster":
+        url = request.getfixturevalue("redis_cluster").url
+        return lambda: RedisClusterBackend(url)
+    url = request.getfixturevalue("redis_url")
+    return lambda: RedisBackend(url)
+
+
+@pytest.fixture
+async def pair(make_backend: Callable[[], CacheBackend]) -> AsyncIterator[tuple[Cache, Cache]]:
+    prefix = unique_prefix()
+    first, second = Cache(make_backend(), prefix=prefix), Cache(make_backend(), prefix=prefix)
+    yield first, second
+    await first.clear()
+    await first.close()
+    await second.close()
+
+
+async def until(condition: Callable[[], bool], within: float = 5.0) -> float:
+    """Seconds until ``condition()`` held (polled on every loop iteration)."""
+    start = time.monotonic()
+    while not condition():
+        if time.monotonic() - start > within:
+            raise AssertionError(f"not within {within} s")
+        await asyncio.sleep(0.001)
+    return time.monotonic() - start
+
+
+async def warm(cache: Cache, key: str, loader: Callable[[], Awaitable[Any]]) -> None:
+    """Read until the value is served from the tier (the feed goes live first)."""
+    await until(lambda: (cache._feed is not None and cache._feed.live) or not cache._feed_started)
+    for _ in range(200):
+        before = cache.stats().get(NS.name)
+        await cache.get_or_load(NS, key, loader)
+        after = cache.stats()[NS.name]
+        if before is not None and after.local_hits > before.local_hits:
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("the value never came from the in-process tier")
+
+
+def counter_loader() -> tuple[Callable[[], Awaitable[dict[str, int]]], list[int]]:
+    calls: list[int] = []
+
+    async def load() -> dict[str, int]:
+        calls.append(1)
+        return {"version": len(calls)}
+
+    return load, calls
+
+
+async def test_a_hit_in_the_tier_makes_no_round_trip(pair: tuple[Cache, Cache]) -> None:
+    cache, _ = pair
+    load, calls = counter_loader()
+    await warm(cache, "k", load)
+    operations = cache.stats()[NS.name].operation_latency.count
+    for _ in range(100):
+        assert await cache.get_or_load(NS, "k", load) == {"version": 1}
+    stats = cache.stats()[NS.name]
+    assert stats.operation_latency.count == operations  # no backend call
+    assert stats.local_hits >= 100
+    assert calls == [1]
+
+
+async def test_an_invalidation_in_one_process_reaches_the_others(
+    pair: tuple[Cache, Cache],
+) -> None:
+    first, second = pair
+    load, _ = counter_loader()
+    await warm(first, "k", load)
+    await warm(second, "k", load)
+    await first.delete(NS, "k")
+    assert await first.get_or_load(NS, "k", load) == {"version": 2}  # own process: at once
+    delay = await until(lambda: len(second._local) == 0)
+    assert delay < 1.0
+    assert await second.get_or_load(NS, "k", load) == {"version": 2}
+
+
+async def test_a_change_made_outside_ogcache_is_seen(
+    pair: tuple[Cache, Cache], make_backend: Callable[[], CacheBackend]
+) -> None:
+    cache, _ = pair
+    load, _ = counter_loader()
+    await warm(cache, "k", load)
+    other = Cache(make_backend(), prefix=cache.prefix)  # any client: a plain UNLINK
+    await other.backend.inner.delete_many([cache.full_key(NS, "k")])
+    await other.close()
+    await until(lambda: len(cache._local) == 0)
+    assert await cache.get_or_load(NS, "k", load) == {"version": 2}
+
+
+async def test_batches_mix_tier_hits_and_backend_reads(pair: tuple[Cache, Cache]) -> None:
+    cache, _ = pair
+    load, _ = counter_loader()
+    await warm(cache, "a", load)
+    await cache.set(PLAIN, "b", {"plain": True})
+    await cache.set(NS, "c", {"c": True})
+    values = await cache.get_entries([(NS, "a"), (PLAIN, "b"), (NS, "c"), (NS, "absent")])
+    assert values[:3] == [{"version": 1}, {"plain": True}, {"c": True}]
+    assert cache.stats()[NS.name].local_hits >= 2
+    hits = cache.stats()[NS.name].local_hits
+    assert (await cache.get_many(NS, ["a", "c"])) == {"a": {"version": 1}, "c": {"c": True}}
+    assert cache.stats()[NS.name].local_hits == hits + 2  # c came from the tier this time
+
+
+async def test_the_tier_never_outlives_the_entry(pair: tuple[Cache, Cache]) -> None:
+    cache, _ = pair
+    load, _ = counter_loader()
+    await cache.get_or_load(NS, "k", load, ttl=0.3)
+    await warm(cache, "k", load)
+    await asyncio.sleep(0.35)
+    assert cache._local.get(cache.full_key(NS, "k")) is NOT_FOUND
+
+
+class ReplyAfter(RedisBackend):
+    """Runs ``meanwhile`` after Redis answered a GET and before the caller sees the reply."""
+
+    meanwhile: Callable[[], Awaitable[None]] | None = None
+
+    async def get(self, key: str) -> bytes | None:
+        value = await super().get(key)
+        if self.meanwhile is not None:
+            await self.meanwhile()
+        return value
+
+
+async def test_a_value_read_before_a_concurrent_invalidation_is_not_kept(
+    redis_url: str,
+) -> None:
+    """Our GET returns the old value; another process's invalidation reaches our feed before
+    we handle that reply: the tier must not keep the old value (the generation check)."""
+    prefix = unique_prefix()
+    backend = ReplyAfter(redis_url)
+    reader, writer = Cache(backend, prefix=prefix), Cache(RedisBackend(redis_url), prefix=prefix)
+    try:
+        load, _ = counter_loader()
+        await warm(reader, "k", load)
+        full = reader.full_key(NS, "k")
+        reader._local.invalidate([full])  # the next read goes to Redis
+        feed = reader._feed
+        assert isinstance(feed, RedisTrackingFeed)
+
+        async def invalidated_meanwhile() -> None:
+            seen = feed.messages
+            await writer.delete(NS, "k")
+            await until(lambda: feed.messages > seen)
+
+        backend.meanwhile = invalidated_meanwhile
+        assert await reader.get_or_load(NS, "k", load) == {"version": 1}  # what the GET said
+        assert reader._local.get(full) is NOT_FOUND  # ...but not kept
+    finally:
+        await writer.clear()
+        await reader.close()
+        await writer.close()
+
+
+async def test_a_lost_feed_empties_the_tier_and_it_serves_again_once_back(
+    pair: tuple[Cache, Cache], make_backend: Callable[[], CacheBackend], redis_url: str
+) -> None:
+    cache, _ = pair
+    if not isinstance(cache.backend.inner, RedisBackend):
+        pytest.skip("CLIENT KILL of the feed is shown on a single node")
+    load, _ = counter_loader()
+    await warm(cache, "k", load)
+    client = Redis.from_url(redis_url)
+    try:
+        killed = await client.client_kill_filter(_type="pubsub")
+    finally:
+        await client.aclose()
+    assert killed >= 1
+    assert cache._feed is not None
+    await until(lambda: not cache._feed.live)  # type: ignore[union-attr]
+    assert len(cache._local) == 0
+    await warm(cache, "k", load)  # live again: serving from the tier again
+    assert cache._feed.reconnects >= 1  # type: ignore[attr-defined]
+
+
+@pytest.mark.slow
+async def test_a_hung_redis_stops_the_tier_within_the_silence_bound(tmp_path: Path) -> None:
+    server = start_redis(tmp_path)
+    cache = Cache(RedisBackend(server.url, timeout=0.2), prefix=unique_prefix())
+    try:
+        load, calls = counter_loader()
+        await warm(cache, "k", load)
+        server.pause()
+        hung = time.monotonic()
+        assert cache._feed is not None
+        await until(lambda: not cache._feed.live, within=3)  # type: ignore[union-attr]
+        assert time.monotonic() - hung <= 1.2  # max_silence 1.0 s, heartbeat 0.2 s
+        # Not served from the tier any more: from the loader (Redis does not answer).
+        assert await cache.get_or_load(NS, "k", load) == {"version": 2}
+        assert len(calls) == 2
+        server.resume()
+        await warm(cache, "k", load)
+    finally:
+        server.resume()
+        await cache.close()
+        server.stop()
+
+
+async def test_an_invalidation_that_fails_still_empties_this_process_tier(
+    redis_url: str, tmp_path: Path
+) -> None:
+    server = start_redis(tmp_path)
+    cache = Cache(RedisBackend(server.url, timeout=0.2), prefix=unique_prefix())
+    try:
+        load, _ = counter_loader()
+        await warm(cache, "k", load)
+        server.stop()
+        assert not await cache.delete(NS, "k")
+        assert cache._local.get(cache.full_key(NS, "k")) is NOT_FOUND
+    finally:
+        await cache.close()
+        server.stop()
+
+
+async def test_without_an_invalidation_feed_the_namespace_uses_the_backend_only(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    cache = Cache(MemoryBackend(), prefix=unique_prefix())
+    load, calls = counter_loader()
+    with caplog.at_level(logging.INFO, logger="ogcache.cache"):
+        for _ in range(3):
+            assert await cache.get_or_load(NS, "k", load) == {"version": 1}
+    assert cache.stats()[NS.name].local_hits == 0
+    assert [r for r in caplog.records if r.__dict__.get("event") == "cache.local_unavailable"]
+    assert len(caplog.records) == 1  # logged once
+    assert calls == [1]
+    await cache.close()
+
+
+async def test_the_report_shows_the_tier(pair: tuple[Cache, Cache]) -> None:
+    cache, _ = pair
+    load, _ = counter_loader()
+    await warm(cache, "k", load)
+    report = await cache.report()
+    assert report.local is not None
+    assert report.local.entries == 1
+    assert report.local_live is True
