@@ -69,7 +69,7 @@ class _State(enum.Enum):
     STALE = enum.auto()
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: built on every read, and never changed
 class _Found(Generic[T]):
     """What a read of one key found."""
 
@@ -185,7 +185,7 @@ class Cache:
 
     def full_key(self, namespace: Namespace[Any], key: str) -> str:
         """The key as stored: ``{prefix}:{namespace}:v{version}:{key}``."""
-        return f"{self.prefix}:{namespace.key_prefix}{key}"
+        return f"{self.prefix}:{namespace.stored_prefix}{key}"
 
     def _stats_for(self, namespace: Namespace[Any]) -> NamespaceStats:
         stats = self._stats.get(namespace.name)

@@ -49,7 +49,7 @@ def new_token() -> bytes:
     return secrets.token_hex(WRITE_ID_LENGTH // 2).encode()
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: a frozen dataclass costs ~0.5 us more per hit
 class Entry:
     """A stored value: ``expires_at`` is epoch seconds, ``load_time`` seconds."""
 
@@ -59,7 +59,7 @@ class Entry:
     payload: bytes
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Lease:
     token: bytes
 
@@ -94,10 +94,10 @@ def unwrap(data: bytes) -> Entry | Lease:
         except ValueError:
             raise DecodeError("cache entry header is corrupt") from None
         return Entry(
-            write_id=data[WRITE_ID_OFFSET : WRITE_ID_OFFSET + WRITE_ID_LENGTH],
-            expires_at=expires_ms / 1000,
-            load_time=load_us / 1_000_000,
-            payload=data[_HEADER_LENGTH:-1],
+            data[WRITE_ID_OFFSET : WRITE_ID_OFFSET + WRITE_ID_LENGTH],
+            expires_ms / 1000,
+            load_us / 1_000_000,
+            data[_HEADER_LENGTH:-1],
         )
     if data.startswith(_LEASE_OPEN) and data.endswith(b'"}'):
         return Lease(data[len(_LEASE_OPEN) : -2])

@@ -61,6 +61,7 @@ class Namespace(Generic[T]):
     early_refresh: bool = True
     log_keys: bool = True
     local_ttl: float = 0.0
+    stored_prefix: str = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if not _NAME.match(self.name):
@@ -80,11 +81,13 @@ class Namespace(Generic[T]):
             raise InvalidKeyError(f"namespace {self.name!r}: local_ttl must be >= 0 seconds")
         if self.version < 1:
             raise InvalidKeyError(f"namespace {self.name!r}: version must be >= 1")
+        # Built once: every lookup prepends it.
+        object.__setattr__(self, "stored_prefix", f"{self.name}:v{self.version}:")
 
     @property
     def key_prefix(self) -> str:
         """The part of every full key of this namespace after the application prefix."""
-        return f"{self.name}:v{self.version}:"
+        return self.stored_prefix
 
     def key(self, *parts: Any) -> str:
         """Join key parts with ``:``; each part must be non-empty and printable."""
