@@ -3,6 +3,8 @@ admin, accepting the original's curl bodies as they are."""
 
 from __future__ import annotations
 
+import asyncio
+
 import httpx
 import pytest
 
@@ -273,3 +275,22 @@ async def test_the_seeds_curl_bodies_without_a_token_are_401(client: httpx.Async
     for body in SEED_CURL_BODIES:
         response = await client.post("/api/cache", content=body, headers=JSON)
         assert_error(response, 401, "unauthorized")
+
+
+async def test_stats_and_metrics_show_the_in_process_tier(
+    client: httpx.AsyncClient, seeded: Runtime
+) -> None:
+    if seeded.settings.redis_url is None:
+        pytest.skip("the in-process tier needs Redis's invalidation feed")
+    for _ in range(500):  # until the feed is live and the menu is served from the tier
+        await client.get("/api/menu")
+        stats = (await client.get("/api/cache")).json()["stats"]
+        if stats["namespaces"]["menu"]["localHits"]:
+            break
+        await asyncio.sleep(0.01)
+    assert stats["namespaces"]["menu"]["localHits"] >= 1
+    assert stats["local"]["live"] is True
+    assert stats["local"]["entries"] >= 1
+    metrics = (await client.get("/metrics")).text
+    assert "ogcache_cache_local_live 1.0" in metrics
+    assert 'ogcache_cache_local_hits_total{namespace="menu"}' in metrics

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import Awaitable, Callable
 
 import pytest
 from sqlalchemy import select
 
 from ogcache.cache import MISSING
+from ogcache.config import Settings
 from ogcache.db.models import MenuItem
 from ogcache.errors import ConflictError, InvalidInputError, NotFoundError
 from ogcache.runtime import Runtime
@@ -249,3 +252,31 @@ async def test_an_unknown_item_is_not_found(runtime: Runtime) -> None:
 async def test_an_empty_menu_reads_as_no_items(runtime: Runtime) -> None:
     assert (await runtime.menu.get_menu()).items == []
     assert (await runtime.menu.get_context()).startswith("OG Lab menu")
+
+
+async def test_a_write_in_one_process_reaches_the_other_process_in_process_tier(
+    seeded: Runtime, stack_settings: Settings
+) -> None:
+    """Two runtimes on one database and one Redis keyspace stand for two worker processes;
+    the menu is in their in-process tiers when one of them changes a price."""
+    if stack_settings.redis_url is None:
+        pytest.skip("the in-process tier needs Redis's invalidation feed")
+    assert seeded.namespaces.menu.local_ttl > 0  # on by default
+    other = Runtime.open(stack_settings)
+    try:
+        for runtime in (seeded, other):
+            for _ in range(500):
+                await runtime.menu.get_context()
+                if runtime.cache.stats()["menu:context"].local_hits:
+                    break
+                await asyncio.sleep(0.01)
+            assert runtime.cache.stats()["menu:context"].local_hits
+        gelato = await item_named(seeded, "Gelato 41")
+        await seeded.menu.update_item(gelato.id, MenuItemUpdate(price_1g=4321))
+        start = time.monotonic()
+        while "1g 4321 THB" not in await other.menu.get_context():
+            assert time.monotonic() - start < 1.0, "the other process kept the old menu"
+            await asyncio.sleep(0.001)
+        assert "1g 4321 THB" in await seeded.menu.get_context()
+    finally:
+        await other.close()

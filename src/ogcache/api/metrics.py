@@ -92,6 +92,27 @@ class CacheCollector(Collector):
             "Invalidations not yet delivered (replayed when the backend answers again).",
             value=breaker.pending_invalidations,
         )
+        local = self._cache.local_state()
+        if local is not None:
+            tier, live = local
+            yield GaugeMetricFamily(
+                "ogcache_cache_local_live",
+                "1 while the in-process tier may serve (its invalidation feed is live).",
+                value=1.0 if live else 0.0,
+            )
+            yield GaugeMetricFamily(
+                "ogcache_cache_local_entries", "Entries in the in-process tier.", value=tier.entries
+            )
+            yield GaugeMetricFamily(
+                "ogcache_cache_local_bytes",
+                "Stored size of the values in the in-process tier.",
+                value=tier.bytes,
+            )
+            yield CounterMetricFamily(
+                "ogcache_cache_local_flushes",
+                "Times the in-process tier was emptied (feed interrupted, cache cleared).",
+                value=tier.flushes,
+            )
         if self.up is not None:
             up = GaugeMetricFamily(
                 "ogcache_cache_up",

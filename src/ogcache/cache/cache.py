@@ -1006,11 +1006,17 @@ class Cache:
             **self._local_report(),
         )
 
+    def local_state(self) -> tuple[LocalStats, bool] | None:
+        """The in-process tier's size and counters, and whether it may serve now; ``None``
+        until a namespace with a ``local_ttl`` was used on a backend with an invalidation feed
+        (no I/O)."""
+        if not self._feed_started or self._feed is None:
+            return None
+        return self._local.stats(), self._feed.live
+
     def _local_report(self) -> dict[str, Any]:
-        if not self._feed_started:
-            return {}
-        assert self._feed is not None
-        return {"local": self._local.stats(), "local_live": self._feed.live}
+        state = self.local_state()
+        return {} if state is None else {"local": state[0], "local_live": state[1]}
 
     async def close(self) -> None:
         """Stop background refreshes and release the backend's connections."""

@@ -45,6 +45,7 @@ def report_json(report: CacheReport) -> dict[str, Any]:
     namespaces = {
         name: {
             "hits": stats.hits,
+            "localHits": stats.local_hits,
             "misses": stats.misses,
             "hitRate": stats.hit_rate,
             "loads": stats.loads,
@@ -84,6 +85,16 @@ def report_json(report: CacheReport) -> dict[str, Any]:
             "trips": report.breaker.trips,
             "openSeconds": report.breaker.open_seconds,
             "pendingInvalidations": report.breaker.pending_invalidations,
+        }
+    if report.local is not None:
+        stats["local"] = {
+            "live": report.local_live,
+            "entries": report.local.entries,
+            "bytes": report.local.bytes,
+            "maxEntries": report.local.max_entries,
+            "maxBytes": report.local.max_bytes,
+            "evictions": report.local.evictions,
+            "flushes": report.local.flushes,
         }
     if report.error:
         stats["error"] = report.error
