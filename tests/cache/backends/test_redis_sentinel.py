@@ -380,3 +380,66 @@ async def test_a_killed_primary_mid_load_fails_no_calls(
     # loader (a few errors, then the breaker opens), none fails; then the breaker closes.
     assert cache.stats()["item"].errors > 0, summary
     assert cache.backend.stats().state is BreakerState.CLOSED, summary
+
+
+# --- the in-process tier across a failover ----------------------------------------------------
+
+LOCAL = Namespace("local", ttl=60, local_ttl=60)
+
+
+async def _served_locally(cache: Cache, key: str, value: dict[str, str]) -> bool:
+    async def load() -> dict[str, str]:
+        return value
+
+    before = cache.stats().get(LOCAL.name)
+    got = await cache.get_or_load(LOCAL, key, load)
+    after = cache.stats()[LOCAL.name]
+    return got == value and before is not None and after.local_hits > before.local_hits
+
+
+@pytest.mark.slow
+async def test_the_in_process_tier_follows_the_primary_across_a_failover(
+    sentinel_set: SentinelSet,
+) -> None:
+    """After a failover, an invalidation made on the new primary still reaches another
+    process's tier: its feed moved to the new primary (emptying the tier on the way)."""
+    prefix = unique_prefix()
+    writer = Cache(RedisSentinelBackend(sentinel_set.url, timeout=0.3), prefix=prefix)
+    reader = Cache(RedisSentinelBackend(sentinel_set.url, timeout=0.3), prefix=prefix)
+    try:
+        first = {"v": "1"}
+        await writer.set(LOCAL, "k", first)
+        await _eventually(lambda: _served_locally(reader, "k", first), "the reader's tier")
+        old = sentinel_set.primary.port
+        async with sentinel_set.client(sentinel_set.sentinel_port) as sentinel:
+            assert await sentinel.execute_command("SENTINEL", "FAILOVER", SERVICE) == b"OK"
+
+        async def moved() -> bool:
+            return await sentinel_set.primary_port() != old
+
+        await _eventually(moved, "the sentinel to promote the replica")
+        second = {"v": "2"}
+
+        async def written_on_the_new_primary() -> bool:
+            await writer.set(LOCAL, "k", second)
+            async with sentinel_set.client(sentinel_set.replica.port) as primary:
+                return bool(await primary.exists(writer.full_key(LOCAL, "k")))
+
+        await _eventually(written_on_the_new_primary, "a write on the new primary")
+        await _eventually(lambda: _served_locally(reader, "k", second), "the tier, again")
+        assert await reader.get(LOCAL, "k") == second  # the tier holds the new value
+        await writer.delete(LOCAL, "k")  # on the new primary: must reach the reader's tier
+        started = time.monotonic()
+
+        async def gone() -> bool:
+            return len(reader._local) == 0
+
+        await _eventually(gone, "the invalidation to reach the reader")
+        assert time.monotonic() - started < 1.0
+        feed = reader._feed
+        assert feed is not None
+        assert feed.reconnects >= 1  # type: ignore[attr-defined]
+    finally:
+        await writer.clear()
+        await writer.close()
+        await reader.close()
