@@ -338,3 +338,27 @@ async def test_the_report_shows_the_tier(pair: tuple[Cache, Cache]) -> None:
     assert report.local is not None
     assert report.local.entries == 1
     assert report.local_live is True
+
+
+@pytest.mark.slow
+async def test_an_outage_is_logged_once_and_the_tier_comes_back_after_a_restart(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    server = start_redis(tmp_path)
+    cache = Cache(RedisBackend(server.url, timeout=0.2), prefix=unique_prefix())
+    try:
+        load, _ = counter_loader()
+        await warm(cache, "k", load)
+        with caplog.at_level(logging.WARNING, logger="ogcache.cache"):
+            server.stop()
+            await asyncio.sleep(1.6)  # several reconnection attempts
+            assert cache._feed is not None
+            assert cache._feed.reconnects >= 3  # type: ignore[attr-defined]
+            server.start()  # same port, empty
+            await warm(cache, "k", load)
+        events = [r.__dict__.get("event") for r in caplog.records]
+        assert events.count("cache.feed_interrupted") == 1
+        assert events.count("cache.feed_restored") == 1
+    finally:
+        await cache.close()
+        server.stop()

@@ -71,6 +71,7 @@ class RedisTrackingFeed:
         self._heard: dict[str, float] = {}
         self.reconnects = 0
         self.messages = 0
+        self._down = False
 
     @property
     def live(self) -> bool:
@@ -109,12 +110,14 @@ class RedisTrackingFeed:
                 delay = 0.05
             except (RedisError, OSError, ConnectionError, TimeoutError) as exc:
                 self.reconnects += 1
-                logger.warning(
-                    "cache invalidation feed interrupted (%s); the in-process tier is off "
-                    "until it is back",
-                    exc,
-                    extra={"event": "cache.feed_interrupted"},
-                )
+                if not self._down:  # once per outage, not once per attempt
+                    self._down = True
+                    logger.warning(
+                        "cache invalidation feed interrupted (%s); the in-process tier is off "
+                        "until it is back",
+                        exc,
+                        extra={"event": "cache.feed_interrupted"},
+                    )
             finally:
                 self._live_until = 0.0
                 self._heard.clear()
@@ -129,6 +132,12 @@ class RedisTrackingFeed:
             for address, factory in nodes.items():
                 connections[address] = await self._subscribe(factory)
             self._changed(None)  # whatever changed before we were listening
+            if self._down:
+                self._down = False
+                logger.warning(
+                    "cache invalidation feed back; the in-process tier serves again",
+                    extra={"event": "cache.feed_restored"},
+                )
             now = time.monotonic()
             self._heard = dict.fromkeys(connections, now)
             self._refresh_live()
