@@ -362,3 +362,22 @@ async def test_an_outage_is_logged_once_and_the_tier_comes_back_after_a_restart(
     finally:
         await cache.close()
         server.stop()
+
+
+@pytest.mark.slow
+async def test_a_blocked_event_loop_is_not_taken_for_a_silent_server(redis_url: str) -> None:
+    """A stretch of CPU work longer than the silence bound must not cost a reconnection (and
+    an emptied tier): the server answered, this process just could not listen."""
+    backend = RedisBackend(redis_url)
+    feed = backend.invalidation_feed(f"{unique_prefix()}:")
+    feed.start(lambda keys: None)
+    try:
+        await until(lambda: feed.live)
+        for _ in range(2):
+            await asyncio.sleep(0.3)  # idle: the feed pings, the answer comes back
+            time.sleep(1.3)  # noqa: ASYNC251  # the event loop blocked past max_silence
+            await until(lambda: feed.live)
+        assert feed.reconnects == 0
+    finally:
+        await feed.close()
+        await backend.close()

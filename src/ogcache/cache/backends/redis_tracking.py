@@ -182,12 +182,17 @@ class RedisTrackingFeed:
             message: Any = await connection.read_response(timeout=self._heartbeat)
             now = time.monotonic()
             if message is None:  # quiet for a heartbeat
-                if now - self._heard[address] > self._max_silence:
-                    raise TimeoutError(f"{address} silent for {self._max_silence} s")
                 if not pinged:
                     await connection.send_command("PING")
                     pinged = True
-                continue
+                if now - self._heard[address] <= self._max_silence:
+                    continue
+                # Silent too long, or this event loop could not run us for that long (a
+                # blocking stretch elsewhere): one more heartbeat for the PING's answer.
+                message = await connection.read_response(timeout=self._heartbeat)
+                if message is None:
+                    raise TimeoutError(f"{address} silent for {self._max_silence} s")
+                now = time.monotonic()
             self._heard[address] = now
             pinged = False
             self._refresh_live()
