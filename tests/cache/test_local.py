@@ -22,7 +22,7 @@ from ogcache.cache.backends.redis_cluster import RedisClusterBackend
 from ogcache.cache.backends.redis_tracking import RedisTrackingFeed
 from ogcache.cache.local import NOT_FOUND, LocalTier
 from tests.conftest import unique_prefix
-from tests.support.servers import start_redis
+from tests.support.servers import RedisProcess, start_redis
 
 NS = Namespace("menu", ttl=60, local_ttl=30)
 PLAIN = Namespace("plain", ttl=60)
@@ -276,43 +276,48 @@ async def test_a_lost_feed_empties_the_tier_and_it_serves_again_once_back(
     assert cache._feed.reconnects >= 1  # type: ignore[attr-defined]
 
 
-@pytest.mark.slow
-async def test_a_hung_redis_stops_the_tier_within_the_silence_bound(tmp_path: Path) -> None:
+@pytest.fixture
+async def own_server(tmp_path: Path) -> AsyncIterator[tuple[RedisProcess, Cache]]:
+    """A redis-server of the test's own (to stop or hang), and a cache on it."""
     server = start_redis(tmp_path)
     cache = Cache(RedisBackend(server.url, timeout=0.2), prefix=unique_prefix())
     try:
-        load, calls = counter_loader()
-        await warm(cache, "k", load)
-        server.pause()
-        hung = time.monotonic()
-        assert cache._feed is not None
-        await until(lambda: not cache._feed.live, within=3)  # type: ignore[union-attr]
-        assert time.monotonic() - hung <= 1.2  # max_silence 1.0 s, heartbeat 0.2 s
-        # Not served from the tier any more: from the loader (Redis does not answer).
-        assert await cache.get_or_load(NS, "k", load) == {"version": 2}
-        assert len(calls) == 2
-        server.resume()
-        await warm(cache, "k", load)
+        yield server, cache
     finally:
-        server.resume()
+        if server.process is not None:
+            server.resume()
         await cache.close()
         server.stop()
+
+
+@pytest.mark.slow
+async def test_a_hung_redis_stops_the_tier_within_the_silence_bound(
+    own_server: tuple[RedisProcess, Cache],
+) -> None:
+    server, cache = own_server
+    load, calls = counter_loader()
+    await warm(cache, "k", load)
+    server.pause()
+    hung = time.monotonic()
+    assert cache._feed is not None
+    await until(lambda: not cache._feed.live, within=3)  # type: ignore[union-attr]
+    assert time.monotonic() - hung <= 1.2  # max_silence 1.0 s, heartbeat 0.2 s
+    # Not served from the tier any more: from the loader (Redis does not answer).
+    assert await cache.get_or_load(NS, "k", load) == {"version": 2}
+    assert len(calls) == 2
+    server.resume()
+    await warm(cache, "k", load)
 
 
 async def test_an_invalidation_that_fails_still_empties_this_process_tier(
-    redis_url: str, tmp_path: Path
+    own_server: tuple[RedisProcess, Cache],
 ) -> None:
-    server = start_redis(tmp_path)
-    cache = Cache(RedisBackend(server.url, timeout=0.2), prefix=unique_prefix())
-    try:
-        load, _ = counter_loader()
-        await warm(cache, "k", load)
-        server.stop()
-        assert not await cache.delete(NS, "k")
-        assert cache._local.get(cache.full_key(NS, "k")) is NOT_FOUND
-    finally:
-        await cache.close()
-        server.stop()
+    server, cache = own_server
+    load, _ = counter_loader()
+    await warm(cache, "k", load)
+    server.stop()
+    assert not await cache.delete(NS, "k")
+    assert cache._local.get(cache.full_key(NS, "k")) is NOT_FOUND
 
 
 async def test_without_an_invalidation_feed_the_namespace_uses_the_backend_only(
@@ -342,26 +347,21 @@ async def test_the_report_shows_the_tier(pair: tuple[Cache, Cache]) -> None:
 
 @pytest.mark.slow
 async def test_an_outage_is_logged_once_and_the_tier_comes_back_after_a_restart(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
+    own_server: tuple[RedisProcess, Cache], caplog: pytest.LogCaptureFixture
 ) -> None:
-    server = start_redis(tmp_path)
-    cache = Cache(RedisBackend(server.url, timeout=0.2), prefix=unique_prefix())
-    try:
-        load, _ = counter_loader()
-        await warm(cache, "k", load)
-        with caplog.at_level(logging.WARNING, logger="ogcache.cache"):
-            server.stop()
-            await asyncio.sleep(1.6)  # several reconnection attempts
-            assert cache._feed is not None
-            assert cache._feed.reconnects >= 3  # type: ignore[attr-defined]
-            server.start()  # same port, empty
-            await warm(cache, "k", load)
-        events = [r.__dict__.get("event") for r in caplog.records]
-        assert events.count("cache.feed_interrupted") == 1
-        assert events.count("cache.feed_restored") == 1
-    finally:
-        await cache.close()
+    server, cache = own_server
+    load, _ = counter_loader()
+    await warm(cache, "k", load)
+    with caplog.at_level(logging.WARNING, logger="ogcache.cache"):
         server.stop()
+        await asyncio.sleep(1.6)  # several reconnection attempts
+        assert cache._feed is not None
+        assert cache._feed.reconnects >= 3  # type: ignore[attr-defined]
+        server.start()  # same port, empty
+        await warm(cache, "k", load)
+    events = [r.__dict__.get("event") for r in caplog.records]
+    assert events.count("cache.feed_interrupted") == 1
+    assert events.count("cache.feed_restored") == 1
 
 
 @pytest.mark.slow

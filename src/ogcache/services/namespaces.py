@@ -52,72 +52,71 @@ class AppNamespaces:
         database fails; nothing user-specific is, and never auth. The in-process tier is on
         for the menu by default, off for auth and profiles unless their setting enables it."""
         negative = settings.negative_ttl
-        grace = settings.stale_grace
 
-        def namespace(name: str, ttl: float, codec: Any, **options: Any) -> Namespace[Any]:
-            return Namespace(name, ttl, codec=codec, negative_ttl=negative, **options)
+        def namespace(
+            name: str, ttl: float, codec: Any, *, local: float = 0.0, stale: bool = False,
+            secret_keys: bool = False,
+        ) -> Namespace[Any]:  # fmt: skip
+            return Namespace(
+                name,
+                ttl,
+                codec=codec,
+                negative_ttl=negative,
+                stale_ttl=settings.stale_grace if stale else 0.0,
+                local_ttl=local,
+                log_keys=not secret_keys,
+            )
 
         profile_codec: ModelCodec[UserProfilePublic] = ModelCodec(UserProfilePublic)
+        config = settings
         return cls(
             profile=namespace(
-                "user:profile",
-                settings.ttl_profile,
-                profile_codec,
-                local_ttl=settings.local_ttl_profile,
+                "user:profile", config.ttl_profile, profile_codec, local=config.local_ttl_profile
             ),
             profile_by_telegram=namespace(
-                "user:telegram",
-                settings.ttl_profile,
-                profile_codec,
-                local_ttl=settings.local_ttl_profile,
+                "user:telegram", config.ttl_profile, profile_codec, local=config.local_ttl_profile
             ),
             conversation=namespace(
-                "conversation", settings.ttl_conversation, ModelCodec(ConversationPublic)
+                "conversation", config.ttl_conversation, ModelCodec(ConversationPublic)
             ),
             recent_conversations=namespace(
                 "conversation:recent",
-                settings.ttl_conversation,
+                config.ttl_conversation,
                 ModelCodec(list[ConversationSummary]),
             ),
             auth_token=namespace(
                 "auth:token",
-                settings.ttl_auth,
+                config.ttl_auth,
                 ModelCodec(AuthIdentity),
-                log_keys=False,
-                local_ttl=settings.local_ttl_auth,
+                local=config.local_ttl_auth,
+                secret_keys=True,
             ),
             auth_session=namespace(
                 "auth:session",
-                settings.ttl_auth,
+                config.ttl_auth,
                 ModelCodec(SessionState),
-                local_ttl=settings.local_ttl_auth,
+                local=config.local_ttl_auth,
             ),
-            session=namespace("session", settings.ttl_session, ModelCodec(SessionRecord)),
+            session=namespace("session", config.ttl_session, ModelCodec(SessionRecord)),
             menu=namespace(
                 "menu",
-                settings.ttl_menu,
+                config.ttl_menu,
                 ModelCodec(MenuPublic),
-                stale_ttl=grace,
-                local_ttl=settings.local_ttl_menu,
+                local=config.local_ttl_menu,
+                stale=True,
             ),
             menu_context=namespace(
                 "menu:context",
-                settings.ttl_menu,
+                config.ttl_menu,
                 ModelCodec(str),
-                stale_ttl=grace,
-                local_ttl=settings.local_ttl_menu,
+                local=config.local_ttl_menu,
+                stale=True,
             ),
             analytics_today=namespace(
-                "analytics:today",
-                settings.ttl_analytics,
-                ModelCodec(TodayMetrics),
-                stale_ttl=grace,
+                "analytics:today", config.ttl_analytics, ModelCodec(TodayMetrics), stale=True
             ),
             analytics_top=namespace(
-                "analytics:top",
-                settings.ttl_analytics,
-                ModelCodec(list[TopProduct]),
-                stale_ttl=grace,
+                "analytics:top", config.ttl_analytics, ModelCodec(list[TopProduct]), stale=True
             ),
         )
 
