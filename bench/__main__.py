@@ -27,6 +27,8 @@ from urllib.parse import urlsplit, urlunsplit
 
 from bench._support import database_url, redis_url
 from bench.consistency import CheckerResult, Mode, run_checker
+from bench.invalidation import add_parser as add_invalidation_parser
+from bench.invalidation import command as invalidation
 from bench.resilience import (
     KINDS,
     FaultKind,
@@ -391,11 +393,14 @@ def main(argv: list[str] | None = None) -> int:
     res.add_argument("--cool-down", type=float, default=defaults.cool_down)
     res.add_argument("--slow-delay", type=float, default=defaults.slow_delay)
     res.add_argument("--output", default=str(RESULTS / "resilience.json"))
+    add_invalidation_parser(commands)
     args = parser.parse_args(argv)
     if args.command == "concurrency":
         return concurrency(args)
     if args.command == "resilience":
         return resilience(args)
+    if args.command == "invalidation":
+        return invalidation(args)
     parser.error(f"unknown command {args.command}")
     return 2
 
