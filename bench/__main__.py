@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+from bench import http_load, workload
 from bench._support import database_url, redis_url
 from bench.consistency import CheckerResult, Mode, run_checker
 from bench.invalidation import add_parser as add_invalidation_parser
@@ -393,12 +394,18 @@ def main(argv: list[str] | None = None) -> int:
     res.add_argument("--cool-down", type=float, default=defaults.cool_down)
     res.add_argument("--slow-delay", type=float, default=defaults.slow_delay)
     res.add_argument("--output", default=str(RESULTS / "resilience.json"))
+    workload.add_parser(commands)
+    http_load.add_parser(commands)
     add_invalidation_parser(commands)
     args = parser.parse_args(argv)
     if args.command == "concurrency":
         return concurrency(args)
     if args.command == "resilience":
         return resilience(args)
+    if args.command == "workload":
+        return workload.command(args, database_url(), RESULTS)
+    if args.command == "http":
+        return http_load.command(args, database_url(), RESULTS)
     if args.command == "invalidation":
         return invalidation(args)
     parser.error(f"unknown command {args.command}")
