@@ -1,24 +1,49 @@
 """Circuit breaker around a cache backend, and replay of invalidations it could not deliver.
 
 While the backend keeps failing, waiting on it (up to the call timeout, every call) only
-makes requests slower. After ``failure_threshold`` consecutive failures the breaker *opens*:
-calls fail at once with :class:`CircuitOpenError` (the cache front end then goes straight to
-the loader). After ``cool_down`` seconds one call is let through as a probe (*half-open*); if
-it succeeds the breaker *closes*, if it fails it opens again. Transitions are logged once.
+makes requests slower. The breaker decides, per process, whether calls go to the backend:
+
+- **closed**: calls go to the backend. ``failure_threshold`` errors or timeouts in a row
+  **open** the breaker; a timely answer resets the count.
+- **suspect**: calls skip the backend at once while a probe runs, at once, and decides:
+  **closed** again if the backend answers a PING in time (a false alarm), **open** if not.
+  Entered when a call finds calls outstanding and no timely answer for ``stall_threshold``
+  seconds, even after giving the loop a few turns to deliver answers that were only waiting
+  for it (a hung backend: only the calls already in flight wait for their timeout); or after
+  ``failure_threshold`` answers in a row slower than ``slow_call_threshold``, none of them
+  excused by another call answered in time meanwhile (a queue for connections or a busy
+  loop also makes answers late: the probe lets calls in flight end first, and discounts the
+  loop's own delay). Both detections arm once the backend has answered in time once.
+- **open**: every call fails at once with :class:`CircuitOpenError`; the cache front end
+  goes to the loader. No user call waits for the backend: a background probe runs every
+  ``cool_down`` seconds (**half_open** while it is in flight).
+- **settling**: the probe succeeded and delivered this process's missed invalidations. Writes
+  and deletes go through; reads (``get``, ``get_many``, ``add``) still skip the backend for
+  ``recovery_settle`` seconds, long enough for every other process's probe to have delivered
+  *its* missed invalidations. Then **closed**.
 
 Invalidations that fail while the backend is away are remembered (up to ``max_pending``
 keys). They must not be forgotten: a Redis that was hung, partitioned or restarted with its
-data still holds the old entries. The probe that closes the breaker *is* their replay: the
-breaker closes only once every remembered key has been deleted. If more keys failed than
-could be remembered, the probe removes every key under the application's prefix instead
-(``clear``), so nothing stale survives either way. See ``docs/resilience.md``.
+data still holds the old entries. The probe delivers them before the breaker closes; while
+closed, the first call after a failed invalidation delivers them before its own command,
+and the probe task retries every cool-down even if no call comes. If more keys failed than
+could be remembered, every key under the application's prefix is removed instead (``clear``).
+See ``docs/resilience.md``.
+
+The probe task is started when first needed (from a running loop) and cancelled by
+:meth:`BreakerBackend.close`. The common case, ``get`` while closed, costs two clock reads
+and a few attribute updates: no lock, no task, no extra await.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import enum
 import logging
+import math
 import time
+import weakref
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Final, TypeVar
@@ -26,23 +51,45 @@ from typing import Final, TypeVar
 from ogcache.cache.backend import BackendInfo, CacheBackend, KeyCount
 from ogcache.cache.exceptions import BackendError
 
-__all__ = ["BreakerBackend", "BreakerState", "BreakerStats", "CircuitBreaker", "CircuitOpenError"]
+__all__ = [
+    "BreakerBackend",
+    "BreakerState",
+    "BreakerStats",
+    "CircuitBreaker",
+    "CircuitOpenError",
+    "SlowCallError",
+]
 
 T = TypeVar("T")
 
 logger = logging.getLogger("ogcache.cache")
 
 DEFAULT_MAX_PENDING: Final = 10_000
+_REPLAY_BATCH: Final = 1000
+# Before suspecting the backend, a call gives answers that arrived (or calls not yet sent)
+# this long, then the turns of the loop it takes to read an answer and resume its caller.
+_CONFIRM_WAIT: Final = 0.002
+_TURNS_TO_DELIVER: Final = 2
+_now = time.perf_counter
 
 
 class CircuitOpenError(BackendError):
-    """The breaker is open: the backend was not called."""
+    """The breaker is not closed (or reads are held back): the backend was not called."""
+
+
+class SlowCallError(BackendError):
+    """The backend answered, but slower than the slow-call threshold."""
 
 
 class BreakerState(enum.Enum):
     CLOSED = "closed"
+    SUSPECT = "suspect"
     OPEN = "open"
     HALF_OPEN = "half_open"
+    SETTLING = "settling"
+
+
+_SKIPPING: Final = frozenset({BreakerState.SUSPECT, BreakerState.OPEN, BreakerState.HALF_OPEN})
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,93 +100,219 @@ class BreakerStats:
     consecutive_failures: int
     pending_invalidations: int
     replays: int
+    suspicions: int = 0  # times a stall made the breaker suspect the backend
+    false_alarms: int = 0  # suspicions the probe cleared at once
+    slow_calls: int = 0
+    probes: int = 0
 
 
 class CircuitBreaker:
-    """Closed → open after consecutive failures; half-open probe after a cool-down."""
+    """The state machine (no I/O): see the module's docstring.
+
+    ``slow_call_threshold`` and ``stall_threshold`` are off (0) unless given: their useful
+    values depend on how fast the store normally answers (the service sets 0.1 s and 0.02 s
+    for a Redis nearby, ``OGCACHE_CACHE_*_THRESHOLD``). ``recovery_settle`` defaults to two
+    cool-downs.
+    """
 
     def __init__(
         self,
         *,
         failure_threshold: int = 5,
         cool_down: float = 2.0,
+        slow_call_threshold: float = 0.0,
+        stall_threshold: float = 0.0,
+        recovery_settle: float | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         if failure_threshold < 1 or cool_down <= 0:
             raise ValueError("failure_threshold must be >= 1 and cool_down > 0")
+        if slow_call_threshold < 0 or stall_threshold < 0:
+            raise ValueError("slow_call_threshold and stall_threshold must be >= 0 (0: off)")
+        if recovery_settle is not None and recovery_settle < 0:
+            raise ValueError("recovery_settle must be >= 0")
         self.failure_threshold = failure_threshold
         self.cool_down = cool_down
+        self.slow_call_threshold = slow_call_threshold or math.inf
+        self.stall_threshold = stall_threshold or math.inf
+        self.recovery_settle = 2 * cool_down if recovery_settle is None else recovery_settle
         self._clock = clock
         self.state = BreakerState.CLOSED
         self.trips = 0
         self.consecutive_failures = 0
-        self._opened_at = 0.0
+        self.suspicions = 0
+        self.false_alarms = 0
+        self.slow_calls = 0
+        self.probes = 0
+        self.failed_while_suspect: BaseException | None = None
+        self.on_change: Callable[[], None] | None = None
+        self._left_closed_at = 0.0  # when calls began to skip the backend
         self._open_total = 0.0
-        self._probing = False
+        self._next_probe_at = 0.0
+        self._settle_until = 0.0
 
     @property
     def open_seconds(self) -> float:
-        """Total time spent not closed (open or half-open), including now."""
-        if self.state is BreakerState.CLOSED:
-            return self._open_total
-        return self._open_total + self._clock() - self._opened_at
+        """Total time calls skipped the backend (suspect, open, half-open), including now."""
+        if self.state in _SKIPPING:
+            return self._open_total + self._clock() - self._left_closed_at
+        return self._open_total
 
-    def try_probe(self) -> bool:
-        """Whether a call may go to the backend now; in half-open, only one at a time."""
-        if self.state is BreakerState.CLOSED:
+    def _set(self, state: BreakerState) -> None:
+        now = self._clock()
+        if state in _SKIPPING and self.state not in _SKIPPING:
+            self._left_closed_at = now
+        elif state not in _SKIPPING and self.state in _SKIPPING:
+            self._open_total += now - self._left_closed_at
+        self.state = state
+        if self.on_change is not None:
+            self.on_change()
+
+    def _open(self, reason: str) -> None:
+        self._set(BreakerState.OPEN)
+        self.trips += 1
+        self._next_probe_at = self._clock() + self.cool_down
+        logger.warning(
+            "cache circuit opened (%s); serving without the cache, probing every %.1f s",
+            reason,
+            self.cool_down,
+            extra={"event": "cache.circuit_opened"},
+        )
+
+    # --- what calls report -----------------------------------------------------------
+
+    def admits(self, read: bool) -> bool:
+        """Whether a call may go to the backend now (reads are held back while settling)."""
+        state = self.state
+        if state is BreakerState.CLOSED:
             return True
-        if self._probing or self._clock() - self._opened_at < self.cool_down:
-            return False
-        if self.state is BreakerState.OPEN:
-            self.state = BreakerState.HALF_OPEN
-        self._probing = True
-        return True
-
-    def release_probe(self) -> None:
-        """The probe ended without an answer either way (cancelled): let another try."""
-        self._probing = False
+        if state is BreakerState.SETTLING:
+            if self._clock() >= self._settle_until:
+                self._set(BreakerState.CLOSED)
+                return True
+            return not read
+        return False
 
     def success(self) -> None:
         self.consecutive_failures = 0
-        if self.state is not BreakerState.CLOSED:
-            self._open_total += self._clock() - self._opened_at
-            self.state = BreakerState.CLOSED
-            self._probing = False
+
+    def failure(self, exc: BaseException) -> None:
+        """An error or a timeout. Only a probe leaves suspect or open."""
+        self.consecutive_failures += 1
+        if self.state is BreakerState.SUSPECT:
+            self.failed_while_suspect = exc
+        elif (
+            self.state in (BreakerState.CLOSED, BreakerState.SETTLING)
+            and self.consecutive_failures >= self.failure_threshold
+        ):
+            self._open(f"{self.consecutive_failures} failed calls in a row; last: {exc}")
+
+    def slow(self, seconds: float) -> None:
+        """An answer slower than the threshold. ``failure_threshold`` in a row make the
+        breaker suspect the backend (not open it: a queue for connections, or a busy loop,
+        also makes answers late; the probe tells them apart)."""
+        self.slow_calls += 1
+        self.consecutive_failures += 1
+        if self.consecutive_failures >= self.failure_threshold:
+            self.suspect()
+
+    def suspect(self) -> bool:
+        """Calls are outstanding and nothing answered for ``stall_threshold``: skip the
+        backend until a probe says otherwise. True if this changed the state."""
+        if self.state is not BreakerState.CLOSED and self.state is not BreakerState.SETTLING:
+            return False
+        self.suspicions += 1
+        self.failed_while_suspect = None
+        self._set(BreakerState.SUSPECT)
+        logger.debug(
+            "cache backend suspected (no answer in time); probing",
+            extra={"event": "cache.circuit_suspect"},
+        )
+        return True
+
+    # --- the probe -------------------------------------------------------------------
+
+    def probe_delay(self) -> float | None:
+        """Seconds until the next probe is due; None when no probe is needed."""
+        if self.state is BreakerState.SUSPECT:
+            return 0.0
+        if self.state is BreakerState.OPEN:
+            return max(0.0, self._next_probe_at - self._clock())
+        return None
+
+    def settle_left(self) -> float | None:
+        """Seconds until reads resume; None unless settling."""
+        if self.state is not BreakerState.SETTLING:
+            return None
+        return max(0.0, self._settle_until - self._clock())
+
+    def probe_started(self) -> None:
+        self.probes += 1
+        if self.state is BreakerState.OPEN:
+            self._next_probe_at = self._clock() + self.cool_down  # a fixed rate
+            self._set(BreakerState.HALF_OPEN)
+
+    def probe_failed(self, exc: BaseException) -> None:
+        if self.state is BreakerState.SUSPECT:
+            self._open(f"suspected, then: {exc}")
+        elif self.state is BreakerState.HALF_OPEN:
+            self._set(BreakerState.OPEN)
+
+    def probe_succeeded(self) -> None:
+        self.consecutive_failures = 0
+        if self.state is BreakerState.SUSPECT:
+            self.false_alarms += 1
+            settling = self._clock() < self._settle_until  # suspected while settling
+            self._set(BreakerState.SETTLING if settling else BreakerState.CLOSED)
+            logger.debug("cache backend answers: false alarm", extra={"event": "cache.circuit_ok"})
+        elif self.state is BreakerState.HALF_OPEN:
+            was_open = self._clock() - self._left_closed_at
+            self._settle_until = self._clock() + self.recovery_settle
+            self._set(BreakerState.SETTLING if self.recovery_settle > 0 else BreakerState.CLOSED)
             logger.warning(
-                "cache circuit closed: the backend answers again (was open %.1f s)",
-                self._clock() - self._opened_at,
+                "cache circuit closed: the backend answers again (was open %.1f s); "
+                "reads resume in %.1f s",
+                was_open,
+                self.recovery_settle,
                 extra={"event": "cache.circuit_closed"},
             )
 
-    def failure(self, exc: BaseException) -> None:
-        self.consecutive_failures += 1
-        if self.state is BreakerState.HALF_OPEN:
-            self.state = BreakerState.OPEN
-            self._probing = False
-            self._open_total += self._clock() - self._opened_at
-            self._opened_at = self._clock()
-        elif (
-            self.state is BreakerState.CLOSED
-            and self.consecutive_failures >= self.failure_threshold
-        ):
-            self.state = BreakerState.OPEN
-            self.trips += 1
-            self._opened_at = self._clock()
-            logger.warning(
-                "cache circuit opened after %d consecutive failures (last: %s); serving "
-                "without the cache, probing again in %.1f s",
-                self.consecutive_failures,
-                exc,
-                self.cool_down,
-                extra={"event": "cache.circuit_opened"},
-            )
+
+async def _probe_loop(ref: weakref.ref[BreakerBackend], wake: asyncio.Event) -> None:
+    """The probe task. It holds its backend only while probing, so one dropped without
+    ``close()`` is collected, and the task ends at its next wake-up instead of leaking."""
+    while True:
+        backend = ref()
+        if backend is None or backend._closed:
+            return
+        delay = backend._next_wake()
+        if delay is None:
+            return
+        if delay == 0:
+            await backend._probe()
+            continue
+        del backend
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(delay):
+                await wake.wait()
+        wake.clear()
+
+
+async def _loop_delay() -> float:
+    """How long two turns of the event loop take now: what a PING's measured time owes to a
+    busy loop (a burst of requests) rather than to the backend."""
+    start = _now()
+    await asyncio.sleep(0)
+    await asyncio.sleep(0)
+    return _now() - start
 
 
 class BreakerBackend:
     """A backend behind a :class:`CircuitBreaker`, remembering undelivered invalidations.
 
     ``clear_prefix`` is the application's keyspace prefix (``"{prefix}:"``), removed whole
-    when more invalidations failed than could be remembered.
+    when more invalidations failed than could be remembered. The probe runs in a task of its
+    own, started when first needed (from a running loop) and cancelled by :meth:`close`.
     """
 
     def __init__(
@@ -159,84 +332,269 @@ class BreakerBackend:
         self._overflowed = False
         self._generation = 0  # bumped by every remembered failure
         self.replays = 0
+        # The fast path's state, read on every call: plain attributes of this object.
+        self._fast = True  # closed, nothing to replay
+        self._slow_after = breaker.slow_call_threshold
+        self._stall_after = breaker.stall_threshold
+        self._inflight = 0  # calls sent and not answered
+        self._busy_since = 0.0  # when _inflight last rose from 0
+        self._replied = 0.0  # when the last timely answer came (0: none yet)
+        self._prober: asyncio.Task[None] | None = None
+        self._wake: asyncio.Event | None = None
+        self._replaying: asyncio.Lock | None = None
+        self._replay_due = 0.0
+        self._closed = False
+        breaker.on_change = self._changed
 
     def stats(self) -> BreakerStats:
+        breaker = self.breaker
         return BreakerStats(
-            state=self.breaker.state,
-            trips=self.breaker.trips,
-            open_seconds=self.breaker.open_seconds,
-            consecutive_failures=self.breaker.consecutive_failures,
+            state=breaker.state,
+            trips=breaker.trips,
+            open_seconds=breaker.open_seconds,
+            consecutive_failures=breaker.consecutive_failures,
             pending_invalidations=len(self._pending) + (1 if self._overflowed else 0),
             replays=self.replays,
+            suspicions=breaker.suspicions,
+            false_alarms=breaker.false_alarms,
+            slow_calls=breaker.slow_calls,
+            probes=breaker.probes,
+        )
+
+    # --- state ---------------------------------------------------------------------------
+
+    def _changed(self) -> None:
+        self._fast = self.breaker.state is BreakerState.CLOSED and not (
+            self._pending or self._overflowed
+        )
+        if self.breaker.state in _SKIPPING:
+            self._start_prober()
+
+    def _start_prober(self) -> None:
+        """Start the probe task (once), or wake it; only from a running loop."""
+        if self._closed:
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return
+        prober = self._prober
+        if prober is not None and not prober.done() and prober.get_loop() is loop:
+            if self._wake is not None:
+                self._wake.set()
+            return
+        self._wake = asyncio.Event()
+        self._prober = loop.create_task(
+            _probe_loop(weakref.ref(self), self._wake), name=f"ogcache {self.name} probe"
         )
 
     def _remember(self, keys: Sequence[str]) -> None:
         self._generation += 1
-        if self._overflowed:
+        if not self._overflowed:
+            for key in keys:
+                self._pending[key] = None
+            if len(self._pending) > self._max_pending:
+                self._pending.clear()
+                self._overflowed = True
+        if not (self._pending or self._overflowed):
             return
-        for key in keys:
-            self._pending[key] = None
-        if len(self._pending) > self._max_pending:
-            self._pending.clear()
-            self._overflowed = True
+        self._fast = False
+        if self._replay_due <= _now():
+            self._replay_due = _now() + self.breaker.cool_down
+        self._start_prober()
+
+    def _failed(self, exc: BaseException) -> None:
+        if isinstance(exc, BackendError) and not isinstance(exc, CircuitOpenError):
+            self.breaker.failure(exc)  # (a breaker in front of another one: not a failure)
+
+    def _answered_late(self, start: float, end: float) -> None:
+        """Slow, unless another call was answered in time meanwhile: then this one waited
+        for a connection or for the loop (a burst), not for the backend."""
+        if 0 < self._replied < start:  # (armed by a first answer in time: see _stalled)
+            self.breaker.slow(end - start)
+
+    def _stalled(self, now: float) -> bool:
+        """Calls are outstanding and nothing answered in time since they were sent.
+
+        Not before a first answer in time: a process's first calls also wait for
+        connections to be set up, which a burst of them makes look like a stall."""
+        after = self._stall_after
+        return self._replied > 0 and now - self._replied > after and now - self._busy_since > after
+
+    # --- the probe -----------------------------------------------------------------------
+
+    def _next_wake(self) -> float | None:
+        """Seconds until the probe task has something to do; None: nothing more (it ends)."""
+        while True:
+            delay = self.breaker.probe_delay()
+            if delay is None and (self._pending or self._overflowed):
+                delay = max(0.0, self._replay_due - _now())
+            if delay is not None:
+                return delay
+            settling = self.breaker.settle_left()
+            if settling is None:
+                if self._prober is asyncio.current_task():
+                    self._prober = None
+                return None
+            if settling > 0:
+                return settling
+            self.breaker.admits(read=True)  # settled: shown as closed even when idle
+
+    async def _probe(self) -> None:
+        """One probe: PING within the slow-call threshold, then the replay; or, while
+        closed, only the replay."""
+        breaker = self.breaker
+        if breaker.probe_delay() is None:  # closed or settling, with a replay pending
+            self._replay_due = _now() + breaker.cool_down
+            try:
+                await self._replay()
+            except Exception as exc:
+                self._failed(exc)
+            else:
+                self._changed()
+            return
+        suspected = breaker.state is BreakerState.SUSPECT
+        breaker.probe_started()
+        try:
+            if suspected:
+                # No new calls go out now: let those in flight end, then measure the
+                # backend alone. A queue drains at once; a hung backend fails them.
+                deadline = _now() + breaker.cool_down
+                while self._inflight and _now() < deadline:  # noqa: ASYNC110 - polled:
+                    await asyncio.sleep(0.005)  # an event would cost every call a signal
+                if breaker.failed_while_suspect is not None:
+                    raise BackendError(f"calls in flight failed: {breaker.failed_while_suspect}")
+            answered, loop_delay = await asyncio.gather(self._ping(), _loop_delay())
+            if answered - loop_delay > self._slow_after:
+                raise SlowCallError(
+                    f"PING answered in {answered * 1000:.0f} ms "
+                    f"(the loop itself took {loop_delay * 1000:.0f} ms)"
+                )
+            await self._replay()
+        except Exception as exc:  # whatever it is, the backend is not usable
+            breaker.probe_failed(exc)
+            return
+        self._replied = _now()
+        breaker.probe_succeeded()
+
+    async def _ping(self) -> float:
+        """Seconds until the backend answered a PING (bounded by its own call timeout)."""
+        start = _now()
+        await self.inner.ping()
+        return _now() - start
 
     async def _replay(self) -> None:
-        """Deliver the remembered invalidations (or clear everything after an overflow)."""
-        generation = self._generation
-        if self._overflowed:
-            await self.inner.delete_prefix(self._clear_prefix)
-            if self._generation == generation:  # no failure was remembered meanwhile
-                self._overflowed = False
-            removed = "every key of the application"
-        elif self._pending:
-            keys = list(self._pending)
-            for start in range(0, len(keys), 1000):
-                await self.inner.delete_many(keys[start : start + 1000])
-            for key in keys:  # keys remembered meanwhile stay for the next replay
-                self._pending.pop(key, None)
-            removed = f"{len(keys)} keys"
-        else:
+        """Deliver the remembered invalidations (or clear everything after an overflow),
+        one replay at a time."""
+        if not (self._pending or self._overflowed):
             return
-        self.replays += 1
+        if self._replaying is None:
+            self._replaying = asyncio.Lock()
+        async with self._replaying:
+            generation = self._generation
+            if self._overflowed:
+                await self.inner.delete_prefix(self._clear_prefix)
+                if self._generation == generation:  # no failure was remembered meanwhile
+                    self._overflowed = False
+                removed = "every key of the application"
+            elif self._pending:
+                keys = list(self._pending)
+                for start in range(0, len(keys), _REPLAY_BATCH):
+                    await self.inner.delete_many(keys[start : start + _REPLAY_BATCH])
+                for key in keys:  # keys remembered meanwhile stay for the next replay
+                    self._pending.pop(key, None)
+                removed = f"{len(keys)} keys"
+            else:
+                return
+            self.replays += 1
+        self._changed()
         logger.warning(
             "replayed invalidations missed while the cache was unreachable: removed %s",
             removed,
             extra={"event": "cache.invalidations_replayed"},
         )
 
-    async def _guard(self, call: Callable[[], Awaitable[T]]) -> T:
-        if not self.breaker.try_probe():
-            raise CircuitOpenError("cache circuit open: the backend failed recently")
-        try:
-            if self._pending or self._overflowed:
+    # --- calls ---------------------------------------------------------------------------
+
+    async def _guard(self, call: Callable[[], Awaitable[T]], *, read: bool = False) -> T:
+        """Every call but a closed-state ``get``: admission, replay, then as ``get``."""
+        if not self.breaker.admits(read):
+            raise CircuitOpenError(
+                "cache reads held back after recovery"
+                if self.breaker.state is BreakerState.SETTLING
+                else "cache circuit open: the backend failed recently"
+            )
+        if self._pending or self._overflowed:
+            try:
                 await self._replay()  # before anything else reaches a recovered backend
+            except BackendError as exc:
+                self._failed(exc)
+                raise
+        start = _now()
+        if self._inflight:
+            if self._stalled(start):
+                start = await self._confirm_stall(start)
+        else:
+            self._busy_since = start
+        self._inflight += 1
+        try:
             result = await call()
-        except BackendError as exc:
-            self.breaker.failure(exc)
+        except BaseException as exc:
+            self._inflight -= 1
+            self._failed(exc)
             raise
-        except BaseException:
-            self.breaker.release_probe()
-            raise
-        self.breaker.success()
+        end = _now()
+        self._inflight -= 1
+        if end - start > self._slow_after:
+            self._answered_late(start, end)
+        else:
+            self._replied = end
+            self.breaker.consecutive_failures = 0
         return result
 
-    def _fast(self) -> bool:
-        """Closed with nothing to replay: the common case, kept cheap for hits."""
-        return self.breaker.state is BreakerState.CLOSED and not (self._pending or self._overflowed)
+    async def _confirm_stall(self, seen_at: float) -> float:
+        """A stall seen: give the loop the turns it needs to deliver answers that were only
+        waiting for it (a burst of calls started in one turn, a loop blocked by CPU work);
+        still none, suspect the backend. Returns the time the call may go ahead."""
+        await asyncio.sleep(_CONFIRM_WAIT)
+        for _ in range(_TURNS_TO_DELIVER):
+            await asyncio.sleep(0)
+        now = _now()
+        if self.breaker.state is BreakerState.CLOSED and self._replied < seen_at and self._inflight:
+            self.breaker.suspect()
+        if not self.breaker.admits(read=False):
+            raise CircuitOpenError("cache backend suspected: no answer in time; probing")
+        if not self._inflight:
+            self._busy_since = now
+        return now
 
     async def get(self, key: str) -> bytes | None:
-        if not self._fast():
-            return await self._guard(lambda: self.inner.get(key))
+        if not self._fast:
+            return await self._guard(lambda: self.inner.get(key), read=True)
+        start = _now()
+        if self._inflight:
+            if start - self._replied > self._stall_after and self._stalled(start):
+                start = await self._confirm_stall(start)
+        else:
+            self._busy_since = start
+        self._inflight += 1
         try:
             value = await self.inner.get(key)
-        except BackendError as exc:
-            self.breaker.failure(exc)
+        except BaseException as exc:
+            self._inflight -= 1
+            self._failed(exc)
             raise
-        self.breaker.consecutive_failures = 0
+        end = _now()
+        self._inflight -= 1
+        if end - start > self._slow_after:
+            self._answered_late(start, end)
+        else:
+            self._replied = end
+            self.breaker.consecutive_failures = 0
         return value
 
     async def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
-        return await self._guard(lambda: self.inner.get_many(keys))
+        return await self._guard(lambda: self.inner.get_many(keys), read=True)
 
     async def set(self, key: str, value: bytes, ttl: float) -> None:
         await self._guard(lambda: self.inner.set(key, value, ttl))
@@ -245,7 +603,7 @@ class BreakerBackend:
         await self._guard(lambda: self.inner.set_many(items))
 
     async def add(self, key: str, value: bytes, ttl: float) -> bytes | None:
-        return await self._guard(lambda: self.inner.add(key, value, ttl))
+        return await self._guard(lambda: self.inner.add(key, value, ttl), read=True)
 
     async def replace_if(
         self, key: str, expected: bytes, offset: int, value: bytes | None, ttl: float
@@ -262,19 +620,43 @@ class BreakerBackend:
             self._remember(keys)  # delivered on recovery, before any other call
             raise
 
+    # Administrative calls scan or span many round trips: not timed, never probes.
+
+    async def _admin(self, call: Callable[[], Awaitable[T]]) -> T:
+        if self.breaker.state is not BreakerState.SUSPECT and not self.breaker.admits(False):
+            raise CircuitOpenError("cache circuit open: the backend failed recently")
+        if self._pending or self._overflowed:
+            try:
+                await self._replay()
+            except BackendError as exc:
+                self._failed(exc)
+                raise
+        try:
+            return await call()
+        except BackendError as exc:
+            self._failed(exc)
+            raise
+
     async def delete_prefix(self, prefix: str) -> int:
-        return await self._guard(lambda: self.inner.delete_prefix(prefix))
+        return await self._admin(lambda: self.inner.delete_prefix(prefix))
 
     async def count_prefix(self, prefix: str, limit: int) -> KeyCount:
-        return await self._guard(lambda: self.inner.count_prefix(prefix, limit))
+        return await self._admin(lambda: self.inner.count_prefix(prefix, limit))
 
     async def info(self) -> BackendInfo:
-        return await self._guard(self.inner.info)
+        return await self._admin(self.inner.info)
 
     async def ping(self) -> None:
         await self._guard(self.inner.ping)
 
     async def close(self) -> None:
+        """Stop the probe, then release the backend's connections."""
+        self._closed = True
+        prober, self._prober = self._prober, None
+        if prober is not None and not prober.done():
+            prober.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await prober
         await self.inner.close()
 
     def __repr__(self) -> str:
