@@ -75,6 +75,10 @@ class Settings(BaseSettings):
     cache_early_refresh_beta: Annotated[float, Field(ge=0)] = 1.0
     cache_failure_threshold: Annotated[int, Field(ge=1, le=1000)] = 5
     cache_cool_down: Seconds = 2.0
+    # Breaker detections (docs/resilience.md); 0 turns each off. Settle: None = 2 cool-downs.
+    cache_slow_call_threshold: Annotated[float, Field(ge=0)] = 0.1
+    cache_stall_threshold: Annotated[float, Field(ge=0)] = 0.02
+    cache_recovery_settle: Annotated[float, Field(ge=0)] | None = None
     cache_max_value_bytes: Annotated[int, Field(ge=1024)] = 1024 * 1024
     # In-process tier (L1) in front of Redis, per namespace; 0 turns it off.
     local_ttl_menu: Annotated[float, Field(ge=0)] = 10

@@ -131,6 +131,9 @@ class Cache:
         early_refresh_beta: float = 1.0,
         failure_threshold: int = 5,
         cool_down: float = 2.0,
+        slow_call_threshold: float = 0.0,
+        stall_threshold: float = 0.0,
+        recovery_settle: float | None = None,
         max_value_bytes: int = 1024 * 1024,
         local_max_entries: int = 10_000,
         local_max_bytes: int = 32 * 1024 * 1024,
@@ -147,7 +150,13 @@ class Cache:
             raise InvalidKeyError("lease_ttl must be > 0; lease_wait and beta must be >= 0")
         self.backend = BreakerBackend(
             backend,
-            CircuitBreaker(failure_threshold=failure_threshold, cool_down=cool_down),
+            CircuitBreaker(
+                failure_threshold=failure_threshold,
+                cool_down=cool_down,
+                slow_call_threshold=slow_call_threshold,
+                stall_threshold=stall_threshold,
+                recovery_settle=recovery_settle,
+            ),
             clear_prefix=f"{prefix}:",
         )
         self.prefix = prefix
