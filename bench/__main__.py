@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from bench import http_load, workload
+from bench import http_load, peers, workload
 from bench._support import database_url, redis_url
 from bench.consistency import CheckerResult, Mode, run_checker
 from bench.invalidation import add_parser as add_invalidation_parser
@@ -396,6 +396,7 @@ def main(argv: list[str] | None = None) -> int:
     res.add_argument("--output", default=str(RESULTS / "resilience.json"))
     workload.add_parser(commands)
     http_load.add_parser(commands)
+    peers.add_parser(commands)
     add_invalidation_parser(commands)
     args = parser.parse_args(argv)
     if args.command == "concurrency":
@@ -406,6 +407,8 @@ def main(argv: list[str] | None = None) -> int:
         return workload.command(args, database_url(), RESULTS)
     if args.command == "http":
         return http_load.command(args, database_url(), RESULTS)
+    if args.command == "peers":
+        return peers.command(args, sys.argv[2:])
     if args.command == "invalidation":
         return invalidation(args)
     parser.error(f"unknown command {args.command}")
