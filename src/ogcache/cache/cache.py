@@ -331,16 +331,21 @@ class Cache:
         )
 
     def _inspect(
-        self, namespace: Namespace[T], stats: NamespaceStats, raw: bytes | None
+        self,
+        namespace: Namespace[T],
+        stats: NamespaceStats,
+        raw: bytes | None,
+        now: float | None = None,
     ) -> _Found[T]:
-        """Classify stored bytes; an undecodable entry counts as absent (and is reported)."""
+        """Classify stored bytes (fresh at ``now``, by default the clock's time); an
+        undecodable entry counts as absent (and is reported)."""
         if raw is None:
             return _ABSENT
         try:
             stored = unwrap(raw)
             if isinstance(stored, Lease):
                 return _Found(_State.LEASED, raw)
-            if stored.expires_at <= self._clock():
+            if stored.expires_at <= (self._clock() if now is None else now):
                 return _Found(_State.STALE, raw, stored)
             payload = stored.payload
             value = None if payload == _NULL else namespace.codec.loads(payload)
@@ -435,7 +440,9 @@ class Cache:
         asked = {entries[index][0].name: entries[index][0] for index in wanted}.values()
         start = _now()
         try:
-            raws = await self.backend.get_many([fulls[index] for index in wanted])
+            raws = await self.backend.get_many(
+                fulls if len(wanted) == len(fulls) else [fulls[index] for index in wanted]
+            )
         except Exception as exc:
             for index in wanted:
                 self._stats_for(entries[index][0]).misses += 1
@@ -445,12 +452,19 @@ class Cache:
         elapsed = _now() - start
         for namespace in asked:
             self._stats_for(namespace).operations.record(elapsed)
+        now = self._clock()
+        debug = logger.isEnabledFor(logging.DEBUG)
         for index, raw in zip(wanted, raws, strict=True):
             namespace, key = entries[index]
-            stats = self._stats_for(namespace)
-            found = self._inspect(namespace, stats, raw)
+            stats = self._stats[namespace.name]  # created above, for every asked namespace
+            found = self._inspect(namespace, stats, raw, now)
             hit = found.state is _State.FRESH
-            self._count(namespace, stats, key, hit)
+            if hit:
+                stats.hits += 1
+            else:
+                stats.misses += 1
+            if debug:
+                self._log("cache.hit" if hit else "cache.miss", namespace, key)
             if hit:
                 values[index] = found.value
                 token = tokens.get(index)
