@@ -1,8 +1,10 @@
 """``python -m bench concurrency``: the stampede bench and the consistency checker, ogcache
 against the naive get/load/set pattern; prints a table and saves JSON.
 
-``python -m bench resilience``: Redis killed, hung and slow under a steady load of cached reads
-through the HTTP service, against the uncached path; prints a table and saves JSON.
+``python -m bench resilience``: Redis killed, hung, slow and sluggish under a steady load of
+cached reads through the HTTP service, against the uncached path; prints a table and saves
+JSON. ``--repeat N`` runs every scenario N times (``--workers 2 --repeat 10 hang slow``:
+stale reads across processes, per run).
 
 Servers: ``OGCACHE_BENCH_DATABASE_URL`` (any database on the PostgreSQL server to use; the
 checker creates and drops a database of its own there) and ``OGCACHE_BENCH_REDIS_URL``;
@@ -210,27 +212,29 @@ def _resilience_table(results: list[ScenarioResult]) -> str:
         return "-" if value is None else f"{value:.2f}"
 
     header = (
-        f"{'fault':<6} {'requests':>8} {'failed':>6} {'p99 warm':>8} {'p99 fault':>9} "
+        f"{'fault':<8} {'requests':>8} {'failed':>6} {'p99 warm':>8} {'p99 fault':>9} "
         f"{'p99 open':>8} {'p99 uncached':>12} {'ratio':>5} {'(open)':>6} {'open s':>12} "
-        f"{'closed s':>12} {'hits>90% s':>10} {'pending':>7} {'reads after':>11} {'stale':>5}"
+        f"{'closed s':>12} {'reads s':>7} {'hits>90% s':>10} {'pending':>7} "
+        f"{'reads after':>11} {'stale':>5}"
     )
     lines = [header, "-" * len(header)]
     for r in results:
         uncached = r.uncached.latency.p99_ms if r.uncached else None
         lines.append(
-            f"{r.kind:<6} {r.requests:>8} {r.failed:>6} {_ms(r.warm.p99_ms):>8} "
+            f"{r.kind:<8} {r.requests:>8} {r.failed:>6} {_ms(r.warm.p99_ms):>8} "
             f"{_ms(r.fault.p99_ms):>9} {_ms(r.fault_after_open.p99_ms):>8} "
             f"{_ms(uncached):>12} {s(r.p99_ratio):>5} {s(r.p99_ratio_after_open):>6} "
             f"{s(r.breaker_open_s) + ' (' + s(r.breaker_open_logged_s) + ')':>12} "
             f"{s(r.breaker_closed_s) + ' (' + s(r.breaker_closed_logged_s) + ')':>12} "
-            f"{s(r.hit_rate_recovered_s):>10} {r.pending_invalidations_max:>7.0f} "
-            f"{r.profile_reads_after_write:>11} {r.stale_reads:>5}"
+            f"{s(r.reads_resumed_s):>7} {s(r.hit_rate_recovered_s):>10} "
+            f"{r.pending_invalidations_max:>7.0f} {r.profile_reads_after_write:>11} "
+            f"{r.stale_reads:>5}"
         )
     return "\n".join(lines)
 
 
 async def _resilience_runs(
-    config: ResilienceConfig, kinds: list[FaultKind]
+    config: ResilienceConfig, kinds: list[FaultKind], repeat: int, abandoned: list[str]
 ) -> list[ScenarioResult]:
     def say(message: str) -> None:
         print(message, flush=True)
@@ -239,16 +243,18 @@ async def _resilience_runs(
     with tempfile.TemporaryDirectory(prefix="ogcache-resilience-") as tmp:
         workdir = Path(tmp)
         async with prepared_database(database_url()) as db:
-            for kind in kinds:
+            for kind in [kind for _ in range(repeat) for kind in kinds]:
                 # The uncached path measured just before each scenario: the machine may be
                 # shared, and a comparison is fairer between neighbouring moments.
-                say(
-                    f"{kind}: uncached path, {config.warm_s:g} s warm-up, "
-                    f"{config.baseline_s:g} s measured"
-                )
-                uncached = await run_baseline(database_url=db, workdir=workdir, config=config)
-                results.append(
-                    await run_fault_scenario(
+                uncached = None
+                if config.baseline_s > 0:
+                    say(
+                        f"{kind}: uncached path, {config.warm_s:g} s warm-up, "
+                        f"{config.baseline_s:g} s measured"
+                    )
+                    uncached = await run_baseline(database_url=db, workdir=workdir, config=config)
+                try:
+                    result = await run_fault_scenario(
                         kind,
                         database_url=db,
                         workdir=workdir,
@@ -256,7 +262,11 @@ async def _resilience_runs(
                         uncached=uncached,
                         progress=say,
                     )
-                )
+                except RuntimeError as exc:  # the service did not start: not a result
+                    say(f"{kind}: run abandoned: {str(exc).splitlines()[0]}")
+                    abandoned.append(kind)
+                    continue
+                results.append(result)
     return results
 
 
@@ -273,7 +283,12 @@ def resilience(args: argparse.Namespace) -> int:
         cache_timeout=args.cache_timeout,
         cache_connect_timeout=args.cache_timeout,
         cool_down=args.cool_down,
+        slow_call_threshold=args.slow_call_threshold,
+        stall_threshold=args.stall_threshold,
+        recovery_settle=args.recovery_settle,
         slow_delay=args.slow_delay,
+        sluggish_delay=args.sluggish_delay,
+        sluggish_timeout=args.sluggish_timeout,
     )
     unknown = set(args.kinds) - set(KINDS)
     if unknown:
@@ -289,26 +304,41 @@ def resilience(args: argparse.Namespace) -> int:
     )
     began = time.monotonic()
     load_before = os.getloadavg()
-    results = asyncio.run(_resilience_runs(config, kinds))
+    abandoned: list[str] = []
+    results = asyncio.run(_resilience_runs(config, kinds, args.repeat, abandoned))
     load_after = os.getloadavg()
-    verdict = {f"{r.kind}:{check}": passed for r in results for check, passed in r.checks.items()}
+    verdict: dict[str, bool] = {}
+    for r in results:  # with --repeat, a check passes only if it passed in every run
+        for check, passed in r.checks.items():
+            verdict[f"{r.kind}:{check}"] = verdict.get(f"{r.kind}:{check}", True) and passed
 
     print()
     print(
         f"Cache timeout {config.cache_timeout:g} s, cool-down {config.cool_down:g} s, "
-        f"threshold {config.failure_threshold}; slow = replies delayed {config.slow_delay:g} s. "
-        f"Latencies in ms.\n'p99 fault': requests in flight at any moment of the "
+        f"threshold {config.failure_threshold}, slow call {config.slow_call_threshold:g} s, "
+        f"stall {config.stall_threshold:g} s; slow = replies delayed {config.slow_delay:g} s; "
+        f"sluggish = replies delayed {config.sluggish_delay:g} s with a cache timeout of "
+        f"{config.sluggish_timeout:g} s. Latencies in ms.\n'p99 fault': requests in flight at "
+        f"any moment of the "
         f"{config.fault_s:g} s fault; 'p99 open': those begun once the breaker was seen open; "
         f"'p99 uncached': the same load with Redis unreachable from the start, measured "
         f"for {config.baseline_s:g} s just before; ratio = p99 fault / p99 uncached, (open) = "
         f"p99 open / p99 uncached.\n"
         f"open s: fault -> breaker seen open in /metrics "
-        f"(the service's log line); closed s: recovery -> breaker seen closed (log); hits>90% s: "
+        f"(the service's log line); closed s: recovery -> breaker seen closed or settling (log); "
+        f"reads s: recovery -> seen done settling; hits>90% s: "
         f"recovery -> hit rate over the last second above 90%; pending: invalidations "
         f"remembered; reads after / stale: profile reads begun after the write made during the "
         f"fault, and those that returned the old value"
     )
     print(_resilience_table(results))
+    if args.repeat > 1:
+        for kind in kinds:
+            stale = [r.stale_reads for r in results if r.kind == kind]
+            print(f"stale reads per run ({kind}): {stale}")
+    if abandoned:
+        print(f"runs abandoned (the service did not start): {abandoned}")
+        verdict["every_run_completed"] = False
     for r in results:
         if r.failure_examples:
             print(f"\nfirst failed requests ({r.kind}): {r.failure_examples}")
@@ -330,6 +360,11 @@ def resilience(args: argparse.Namespace) -> int:
         },
         "servers": {"database": _redact(db), "redis": "own redis-server per scenario"},
         "config": dataclasses.asdict(config),
+        "repeat": args.repeat,
+        "abandoned_runs": abandoned,
+        "stale_reads_per_run": {
+            kind: [r.stale_reads for r in results if r.kind == kind] for kind in kinds
+        },
         "duration_s": round(time.monotonic() - began, 1),
         "verdict": verdict,
         "scenarios": [r.as_dict() for r in results],
@@ -369,7 +404,10 @@ def main(argv: list[str] | None = None) -> int:
         help="Redis killed, hung and slow under load through the HTTP service",
     )
     res.add_argument(
-        "kinds", nargs="*", metavar="FAULT", help="kill, hang and/or slow (default: all three)"
+        "kinds",
+        nargs="*",
+        metavar="FAULT",
+        help="kill, hang, slow and/or sluggish (default: all four)",
     )
     res.add_argument("--clients", type=int, default=defaults.clients)
     res.add_argument(
@@ -388,11 +426,27 @@ def main(argv: list[str] | None = None) -> int:
     )
     res.add_argument("--recovery-max", type=float, default=defaults.recovery_max_s)
     res.add_argument(
-        "--baseline", type=float, default=defaults.baseline_s, help="uncached path, seconds"
+        "--baseline",
+        type=float,
+        default=defaults.baseline_s,
+        help="uncached path, seconds (0: not measured, no p99 ratio)",
     )
+    res.add_argument("--repeat", type=int, default=1, help="runs of each scenario")
     res.add_argument("--cache-timeout", type=float, default=defaults.cache_timeout)
     res.add_argument("--cool-down", type=float, default=defaults.cool_down)
+    res.add_argument("--slow-call-threshold", type=float, default=defaults.slow_call_threshold)
+    res.add_argument("--stall-threshold", type=float, default=defaults.stall_threshold)
+    res.add_argument(
+        "--recovery-settle", type=float, default=None, help="seconds (default: 2 cool-downs)"
+    )
     res.add_argument("--slow-delay", type=float, default=defaults.slow_delay)
+    res.add_argument("--sluggish-delay", type=float, default=defaults.sluggish_delay)
+    res.add_argument(
+        "--sluggish-timeout",
+        type=float,
+        default=defaults.sluggish_timeout,
+        help="the cache timeout of the sluggish scenario",
+    )
     res.add_argument("--output", default=str(RESULTS / "resilience.json"))
     workload.add_parser(commands)
     http_load.add_parser(commands)

@@ -15,16 +15,18 @@ One scenario (:func:`run_fault_scenario`):
   reaches one of them, so the breaker and hit-rate figures are not meaningful then), and a
   watch on this process's own event loop, whose lags would inflate measured latencies;
 - phases: *warm* (every read a hit), *fault* (``kill``: SIGKILL; ``hang``: SIGSTOP;
-  ``slow``: every reply delayed by ``slow_delay``, above the cache timeout), *recovery*
-  (``kill``: a new redis-server on the same port, empty; ``hang``: SIGCONT; ``slow``: no
-  delay), until the breaker is closed and the hit rate is back, plus a tail, at most
-  ``recovery_max_s``;
+  ``slow``: every reply delayed by ``slow_delay``, above the cache timeout; ``sluggish``:
+  every reply delayed by ``sluggish_delay``, below the cache timeout, which is
+  ``sluggish_timeout`` for this scenario: Redis answers every call, late), *recovery*
+  (``kill``: a new redis-server on the same port, empty; ``hang``: SIGCONT; ``slow`` and
+  ``sluggish``: no delay), until the breaker is closed, reads are back (after the settle
+  time) and so is the hit rate, plus a tail, at most ``recovery_max_s``;
 - during the fault, once the breaker is open, a write through the API (``PATCH`` of the
   profile's preferences with a new marker): its invalidation cannot be delivered. Every
-  profile read that starts after the write returned must show the new marker. For ``hang``
-  and ``slow`` Redis comes back with the old entry (checked present when the fault began),
-  so this checks the replay of undelivered invalidations; for ``kill`` the restarted Redis is
-  empty.
+  profile read that starts after the write returned must show the new marker. For ``hang``,
+  ``slow`` and ``sluggish`` Redis comes back with the old entry (checked present when the
+  fault began), so this checks the replay of undelivered invalidations (with ``workers`` > 1,
+  across processes: see ``docs/resilience.md``); for ``kill`` the restarted Redis is empty.
 
 The uncached path (:func:`run_baseline`) is the same service and load with ``REDIS_URL``
 pointing at a closed loopback port: every cache call fails, the breaker stays open, every
@@ -63,8 +65,10 @@ from ogcache.db.seed import seed_demo_data
 from ogcache.runtime import Runtime
 from ogcache.services import AppNamespaces
 
-FaultKind = Literal["kill", "hang", "slow"]
-KINDS: tuple[FaultKind, ...] = ("kill", "hang", "slow")
+FaultKind = Literal["kill", "hang", "slow", "sluggish"]
+KINDS: tuple[FaultKind, ...] = ("kill", "hang", "slow", "sluggish")
+_DELAYED: tuple[FaultKind, ...] = ("slow", "sluggish")  # behind the latency proxy
+_SKIPPING = ("suspect", "open", "half_open")  # breaker states in which reads skip Redis
 
 USER = "web_demo_alice"  # a demo user of the seed (ogcache.db.demo_data)
 MARKER = "resilience_marker"  # the preferences key the write changes
@@ -97,17 +101,28 @@ class ResilienceConfig:
     cache_pool_timeout: float = 0.5
     cool_down: float = 1.0
     failure_threshold: int = 5
+    slow_call_threshold: float = 0.1
+    stall_threshold: float = 0.02
+    recovery_settle: float | None = None  # None: the service's default, two cool-downs
     slow_delay: float = 0.3
+    sluggish_delay: float = 0.2
+    sluggish_timeout: float = 0.5
     request_timeout: float = 10.0
 
-    def service_settings(self) -> dict[str, Any]:
-        return {
-            "cache_timeout": self.cache_timeout,
-            "cache_connect_timeout": self.cache_connect_timeout,
+    def service_settings(self, kind: FaultKind | None = None) -> dict[str, Any]:
+        timeout = self.sluggish_timeout if kind == "sluggish" else self.cache_timeout
+        settings: dict[str, Any] = {
+            "cache_timeout": timeout,
+            "cache_connect_timeout": timeout if kind == "sluggish" else self.cache_connect_timeout,
             "cache_pool_timeout": self.cache_pool_timeout,
             "cache_cool_down": self.cool_down,
             "cache_failure_threshold": self.failure_threshold,
+            "cache_slow_call_threshold": self.slow_call_threshold,
+            "cache_stall_threshold": self.stall_threshold,
         }
+        if self.recovery_settle is not None:
+            settings["cache_recovery_settle"] = self.recovery_settle
+        return settings
 
 
 # --- the database -------------------------------------------------------------------------
@@ -183,9 +198,9 @@ class AppServer:
         )  # fmt: skip
 
     async def start(self) -> None:
-        """Spawn the service and wait (at most 30 s) until it answers."""
+        """Spawn the service and wait (at most 60 s: a busy machine) until it answers."""
         self.spawn()
-        deadline = time.monotonic() + 30.0
+        deadline = time.monotonic() + 60.0
         async with httpx.AsyncClient(base_url=self.base_url, timeout=2.0) as http:
             while True:
                 assert self._process is not None
@@ -234,7 +249,11 @@ class AppServer:
 
 
 def _service_settings(
-    config: ResilienceConfig, database_url: str, redis_url: str, jwt_secret: str
+    config: ResilienceConfig,
+    database_url: str,
+    redis_url: str,
+    jwt_secret: str,
+    kind: FaultKind | None = None,
 ) -> dict[str, Any]:
     return {
         "database_url": database_url,
@@ -245,7 +264,7 @@ def _service_settings(
         "seed_demo_data": False,
         "refresh_interval": 0,  # warm the critical caches once, at start-up
         "log_level": "WARNING",  # the breaker's transitions are warnings
-        **config.service_settings(),
+        **config.service_settings(kind),
     }
 
 
@@ -480,6 +499,7 @@ class ScenarioResult:
     breaker_open_logged_s: float | None  # fault -> the service's log line
     breaker_closed_s: float | None  # recovery -> first scrape showing it closed
     breaker_closed_logged_s: float | None
+    reads_resumed_s: float | None  # recovery -> first scrape showing it closed, done settling
     hit_rate_recovered_s: float | None  # recovery -> 1 s window above 90 %
     hit_rate_warm: float | None  # the whole warm phase
     hit_rate_final: float | None  # the last second of the run
@@ -489,7 +509,7 @@ class ScenarioResult:
     pending_invalidations_max: float
     pending_invalidations_end: float
     profile_reads_after_write: int
-    profile_reads_after_close: int
+    profile_reads_after_reads_resumed: int  # begun once reads went to Redis again
     stale_reads: int
     stale_examples: list[str]
     final_read_fresh: bool
@@ -513,7 +533,7 @@ class ScenarioResult:
             "hit_rate_above_90pct_within_10s": self.hit_rate_recovered_s is not None
             and self.hit_rate_recovered_s <= MAX_RECOVERY_S,
             "no_stale_value": self.stale_reads == 0
-            and self.profile_reads_after_close > 0
+            and self.profile_reads_after_reads_resumed > 0
             and self.final_read_fresh
             and not self.stale_entry_in_redis_end,
         }
@@ -607,12 +627,12 @@ async def run_fault_scenario(
     load: Load | None = None
     try:
         cache_url = redis.url
-        if kind == "slow":
+        if kind in _DELAYED:
             proxy = await asyncio.to_thread(LatencyProxy(redis.port).start)
             cache_url = proxy.url
         secret = secrets.token_urlsafe(48)
         token = await _issue_token(database_url, secret)
-        settings = _service_settings(config, database_url, cache_url, secret)
+        settings = _service_settings(config, database_url, cache_url, secret, kind)
         namespaces = AppNamespaces.from_settings(load_settings(_env_file=None, **settings))
         profile_key = f"{settings['cache_prefix']}:{namespaces.profile.key_prefix}{USER}"
         server = AppServer(settings, directory / "service.log", config.workers)
@@ -639,7 +659,8 @@ async def run_fault_scenario(
             redis.pause()
         else:
             assert proxy is not None
-            await asyncio.to_thread(proxy.set_delay, config.slow_delay)
+            delay = config.slow_delay if kind == "slow" else config.sluggish_delay
+            await asyncio.to_thread(proxy.set_delay, delay)
         await _sleep_until(load, fault_at + config.write_after_s)
         write_start, write_end, write_status = await load.write_marker(new)
         await _sleep_until(load, fault_at + config.fault_s)
@@ -654,14 +675,15 @@ async def run_fault_scenario(
         else:
             assert proxy is not None
             await asyncio.to_thread(proxy.set_delay, 0.0)
-        closed_at = recovered_at = None
+        closed_at = reads_at = recovered_at = None
         while load.now() < recover_at + config.recovery_max_s:
             await asyncio.sleep(config.poll_interval)
-            closed_at, recovered_at = _recovery_points(load.samples, recover_at)
+            closed_at, reads_at, recovered_at = _recovery_points(load.samples, recover_at)
             if (
                 closed_at is not None
+                and reads_at is not None
                 and recovered_at is not None
-                and load.now() >= max(closed_at, recovered_at) + config.tail_s
+                and load.now() >= max(closed_at, reads_at, recovered_at) + config.tail_s
             ):
                 break
         await load.end()
@@ -687,7 +709,9 @@ async def run_fault_scenario(
     warm = [r for r in requests if r.end < fault_at]
     fault = [r for r in requests if r.end >= fault_at and r.start < recover_at]
     recovery = [r for r in requests if r.start >= recover_at]
-    opened_at = next((s.at for s in load.samples if s.at >= fault_at and s.state != "closed"), None)
+    opened_at = next(
+        (s.at for s in load.samples if s.at >= fault_at and s.state in _SKIPPING), None
+    )
     after_open = [r for r in fault if opened_at is not None and r.start >= opened_at]
     before_open = [r for r in fault if opened_at is None or r.start < opened_at]
     fault_latency = PhaseLatency.of(fault, recover_at - fault_at)
@@ -729,6 +753,7 @@ async def run_fault_scenario(
         breaker_open_logged_s=_rounded(open_logged - fault_wall if open_logged else None),
         breaker_closed_s=_rounded(closed_at - recover_at if closed_at is not None else None),
         breaker_closed_logged_s=_rounded(close_logged - recover_wall if close_logged else None),
+        reads_resumed_s=_rounded(reads_at - recover_at if reads_at is not None else None),
         hit_rate_recovered_s=_rounded(
             recovered_at - recover_at if recovered_at is not None else None
         ),
@@ -744,8 +769,8 @@ async def run_fault_scenario(
         ),
         pending_invalidations_end=load.samples[-1].pending if load.samples else -1.0,
         profile_reads_after_write=len(profile_after_write),
-        profile_reads_after_close=sum(
-            r.start >= closed_at for r in profile_after_write if closed_at is not None
+        profile_reads_after_reads_resumed=sum(
+            r.start >= reads_at for r in profile_after_write if reads_at is not None
         ),
         stale_reads=len(stale),
         stale_examples=[f"read at {r.start:.3f}s saw {r.marker!r}" for r in stale[:5]],
@@ -768,22 +793,27 @@ def _hit_rate_between(samples: list[Sample], start: float, end: float) -> float 
     return hits / (hits + misses) if hits + misses > 0 else None
 
 
-def _recovery_points(samples: list[Sample], recover_at: float) -> tuple[float | None, float | None]:
-    """When the breaker was first seen closed, and the 1 s hit rate first above 90 %,
-    after ``recover_at``."""
-    closed_at = recovered_at = None
+def _recovery_points(
+    samples: list[Sample], recover_at: float
+) -> tuple[float | None, float | None, float | None]:
+    """After ``recover_at``: when the breaker was first seen closed (settling counts: calls
+    go to Redis, only reads wait), when first seen done settling, and when the 1 s hit rate
+    was first above 90 %."""
+    closed_at = reads_at = recovered_at = None
     for index, sample in enumerate(samples):
         if sample.at < recover_at:
             continue
-        if closed_at is None and sample.state == "closed":
+        if closed_at is None and sample.state in ("closed", "settling"):
             closed_at = sample.at
+        if reads_at is None and sample.state == "closed":
+            reads_at = sample.at
         if recovered_at is None:
             rate = _window_hit_rate(samples, index)
             if rate is not None and rate > MIN_HIT_RATE:
                 recovered_at = sample.at
-        if closed_at is not None and recovered_at is not None:
+        if closed_at is not None and reads_at is not None and recovered_at is not None:
             break
-    return closed_at, recovered_at
+    return closed_at, reads_at, recovered_at
 
 
 async def _final_read(base_url: str, headers: dict[str, str]) -> str | None:
