@@ -130,6 +130,7 @@ class WorkloadConfig:
     messages_per_conversation: int = 6
     modes: tuple[Mode, ...] = ("cached", "uncached")
     local_tier: bool = True  # the cached mode's in-process tier, as the settings have it
+    user_ttl: float | None = None  # profile and conversation TTLs (None: the settings' own)
     seed: int = 1
 
 
@@ -397,7 +398,11 @@ class Services:
 class OpRecord:
     seconds: list[float] = field(default_factory=list)
     queries: list[int] = field(default_factory=list)
-    first_time: int = 0
+    first_time: int = 0  # reads of a key no earlier request read
+    # Reads that ran statements, by cause (see Recorder.call).
+    missed_first: int = 0
+    missed_after_write: int = 0
+    missed_expired: int = 0
 
     def add(self, seconds: float, queries: int) -> None:
         self.seconds.append(seconds)
@@ -442,24 +447,41 @@ class Recorder:
         self.services = services
         self.ops: dict[str, OpRecord] = {}
         self.seen = seen if seen is not None else set()
+        self.written: set[tuple[str, Any]] = set()  # keys a write invalidated, not read since
         self.measuring = False
 
     async def call(self, op: str, work: Awaitable[T], key: Any = None) -> T:
+        """Time ``work`` and count its statements. A read (``key`` given) that ran statements
+        is put down to its cause: the key's first read in the run; a write of the key since
+        its last read (a login's new token counts as one); or else the entry's expiry."""
         queries = self.services.queries
         before = queries.count
         start = time.perf_counter()
         result = await work
         elapsed = time.perf_counter() - start
+        ran = queries.count - before
+        first = key is not None and (op, key) not in self.seen
+        if first:
+            self.seen.add((op, key))
         if self.measuring:
             record = self.ops.get(op)
             if record is None:
                 record = self.ops[op] = OpRecord()
-            record.add(elapsed, queries.count - before)
-        if key is not None and (op, key) not in self.seen:
-            self.seen.add((op, key))
-            if self.measuring:
-                self.ops[op].first_time += 1
+            record.add(elapsed, ran)
+            record.first_time += first
+            if key is not None and ran:
+                if first:
+                    record.missed_first += 1
+                elif (op, key) in self.written:
+                    record.missed_after_write += 1
+                else:
+                    record.missed_expired += 1
+        if key is not None:
+            self.written.discard((op, key))
         return result
+
+    def wrote(self, user: int, *ops: str) -> None:
+        self.written.update((op, user) for op in ops)
 
 
 async def run_step(recorder: Recorder, people: Population, step: Step) -> None:
@@ -486,13 +508,16 @@ async def run_step(recorder: Recorder, people: Population, step: Step) -> None:
                 people.conversation_ids[user], MessageCreate(role="user", content=content)
             ),
         )
+        recorder.wrote(user, "conversation", "recent", "profile")
         op = "write request"
     elif step.kind == "update_profile":
         changes = ProfileUpdate(preferences={"last_topic": uuid.uuid4().hex[:8]})
         await call("update_profile", svc.profiles.update(uid, changes))
+        recorder.wrote(user, "profile")
         op = "write request"
     else:
         await call("relogin", _relogin(svc, people, user))
+        recorder.wrote(user, "auth")
         op = "write request"
     if recorder.measuring:
         record = recorder.ops.get(op)
@@ -543,6 +568,15 @@ class WorkloadResult:
     first_time_reads: int
     reads_measured: int
     first_time_fraction: float | None
+    # Reads of the cached mode that ran statements, by cause: first read of the key, a write
+    # of the key since its last read, neither (the entry expired: its TTL passed).
+    read_misses: dict[str, int]
+    # 1 - (first-time + after-write misses) / reads: what an entry that never expired would
+    # have given, the delete-on-write cache's own figure (its ceiling is 1 - writes / reads).
+    reads_without_db_no_expiry: float | None
+    # Measured requests of the cached mode per second of the measured phase's wall-clock time
+    # (all modes' rounds): the traffic rate its TTLs saw.
+    cached_rate: float | None
     warmup_first_time_reads: int
     warmup_refused: int
     cache_stats: dict[str, dict[str, Any]]  # cached mode, measured phase, per namespace
@@ -627,7 +661,9 @@ async def run_workload(
                     "uncached": None,
                     "degraded": f"redis://127.0.0.1:{free_port()}/0",
                 }[mode]
-                more = {} if config.local_tier else {"local_ttl_menu": 0}
+                more: dict[str, Any] = {} if config.local_tier else {"local_ttl_menu": 0}
+                if config.user_ttl is not None:
+                    more |= {"ttl_profile": config.user_ttl, "ttl_conversation": config.user_ttl}
                 return _settings(db[names[mode]], redis, secret, prefix, **more)
 
             say(f"seeding {config.users:,} users")
@@ -689,6 +725,7 @@ async def run_workload(
                 size = max(1, config.requests // config.rounds)
                 measured = dict.fromkeys(config.modes, 0)
                 timed = dict.fromkeys(config.modes, 0.0)
+                measured_from = time.monotonic()
                 for round_index in range(config.rounds):
                     base = round_index * size
                     order = list(config.modes)
@@ -719,6 +756,7 @@ async def run_workload(
             finally:
                 for svc in opened.values():
                     await svc.close()
+            seconds["measured_wall"] = round(time.monotonic() - measured_from, 1)
             for mode in config.modes:
                 seconds[f"measured_{mode}"] = round(timed[mode], 1)
     finally:
@@ -781,6 +819,13 @@ def _summarize(
         else 0
     )
     reads = len(read_calls("cached")) if cached else 0
+    misses = {"first_time": 0, "after_write": 0, "expired": 0}
+    for op, record in cached.ops.items() if cached else ():
+        if op in READ_OPS:
+            misses["first_time"] += record.missed_first
+            misses["after_write"] += record.missed_after_write
+            misses["expired"] += record.missed_expired
+    wall = seconds.get("measured_wall")
     result = WorkloadResult(
         config=asdict(config),
         modes=list(recorders),
@@ -793,6 +838,11 @@ def _summarize(
         first_time_reads=first_time,
         reads_measured=reads,
         first_time_fraction=round(first_time / reads, 5) if reads else None,
+        read_misses=misses,
+        reads_without_db_no_expiry=(
+            round(1 - (misses["first_time"] + misses["after_write"]) / reads, 5) if reads else None
+        ),
+        cached_rate=round(measured["cached"] / wall, 1) if cached and wall else None,
         warmup_first_time_reads=warmup_first_time,
         warmup_refused=warmup_refused,
         cache_stats=cache_stats,
@@ -804,6 +854,8 @@ def _summarize(
         result.checks = {
             "first_time_reads_below_1pct": (result.first_time_fraction or 0.0) < MAX_FIRST_TIME,
             "reads_without_db_at_least_96pct": without_db >= TARGET_READS_WITHOUT_DB,
+            "reads_without_db_no_expiry_at_least_96pct": (result.reads_without_db_no_expiry or 0.0)
+            >= TARGET_READS_WITHOUT_DB,
         }
     return result
 
@@ -873,6 +925,15 @@ def format_report(result: WorkloadResult) -> str:
             f"first-time reads (a key no earlier request read): {result.first_time_reads:,} "
             f"= {_pct(result.first_time_fraction)} of the measured reads "
             f"({result.warmup_first_time_reads:,} during the warm-up)"
+        )
+        m = result.read_misses
+        ttl = config["user_ttl"] or Settings.model_fields["ttl_profile"].default
+        lines.append(
+            f"read calls that ran statements: {m['first_time']:,} first reads of their key, "
+            f"{m['after_write']:,} after a write of their key, {m['expired']:,} after their "
+            f"entry expired; without the expiries: {_pct(result.reads_without_db_no_expiry)} "
+            f"without the database. Traffic the TTLs saw: {result.cached_rate or 0:,.0f} "
+            f"requests/s ({(result.cached_rate or 0) * ttl:,.0f} per profile TTL of {ttl:g} s)"
         )
         if other:
             lines.append(
@@ -949,6 +1010,12 @@ def add_parser(commands: Any) -> None:
         action="store_true",
         help="cached mode without the menu's in-process tier (OGCACHE_LOCAL_TTL_MENU=0)",
     )
+    parser.add_argument(
+        "--ttl",
+        type=float,
+        default=None,
+        help="seconds: OGCACHE_TTL_PROFILE and OGCACHE_TTL_CONVERSATION (default: theirs)",
+    )
     parser.add_argument("--seed", type=int, default=defaults.seed)
     parser.add_argument("--output", default=None, help="default bench/results/workload.json")
 
@@ -970,6 +1037,7 @@ def command(args: Any, database_url: str, results: Path) -> int:
         rounds=args.rounds,
         modes=cast(tuple[Mode, ...], modes),
         local_tier=not args.no_l1,
+        user_ttl=args.ttl,
         seed=args.seed,
     )
     load_before = machine()["load_average"]
