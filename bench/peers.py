@@ -19,15 +19,23 @@ for Redis (pickle), aiocache with its ``JsonSerializer`` (stdlib json), ogcache 
 - ``ogcache L1``: the same on ``Namespace("bench", ttl=300, local_ttl=30)``. Whether the
   in-process tier really served is checked (``local_hits``), never assumed.
 
-Every contender gets a blocking pool of the same size (``pool``, 64) and its own keys under
-the run's unique prefix; all keys are removed at the end. Measures (all on hits prepared
-beforehand, except the cold key); every measure runs in ``rounds`` rounds, and within each
-round every contender in turn, in an order rotated from round to round (the machine may be
-shared: neighbouring moments compare fairly); the tables give the median over the rounds:
+Connection pools, all of ``pool`` (64) connections: the peers' hits use redis-py's plain
+``ConnectionPool`` (hits never need more connections than that, and it costs less per call
+than redis-py's ``BlockingConnectionPool``); the hand-written and aiocache cold key use a
+``BlockingConnectionPool`` (a plain pool raises when 1,000 readers ask for a connection;
+cashews de-duplicates them in-process and never needs more); ogcache its own bounded pool,
+which waits. Every contender has its own keys under the run's unique prefix; all keys are
+removed at the end.
+
+Measures (all on hits prepared beforehand, except the cold key); every measure runs in
+``rounds`` rounds, and within each round every contender in turn, in an order rotated from
+round to round (the machine may be shared: neighbouring moments compare fairly); the
+tables give the median over the rounds:
 
 - **hit, concurrency 1**: ``ops`` sequential awaited reads over ``keys`` keys, each call timed;
   p50 and p99, and ops/s (calls over the loop's wall time);
-- **ops/s, concurrency 64**: ``concurrency`` tasks reading in a loop for ``duration`` s;
+- **ops/s, concurrency 64**: ``concurrency`` tasks reading in a loop for ``duration`` s,
+  each in its own random order of the keys;
 - **batch**: ``batch_ops`` reads of ``batch_size`` keys at once (raw and hand-written
   ``MGET``, cashews ``get_many``, aiocache ``multi_get``, ogcache ``get_many``); p50 and p99;
 - **cold key**: ``stampede_readers`` concurrent cache-aside reads of one missing key whose
@@ -42,6 +50,7 @@ import gc
 import importlib.metadata
 import os
 import platform
+import random
 import statistics
 import time
 import uuid
@@ -53,7 +62,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import orjson
-from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio import BlockingConnectionPool, ConnectionPool, Redis
 
 from bench._support import quantile
 from bench._support import redis_url as default_redis_url
@@ -123,7 +132,7 @@ class PeersConfig:
     redis_url: str | None = None
     rounds: int = 5
     ops: int = 5000
-    keys: int = 100
+    keys: int = 1000
     duration: float = 1.0
     concurrency: int = 64
     batch_size: int = 100
@@ -170,14 +179,21 @@ class Contender:
     local_held: Callable[[Sequence[str]], Awaitable[int]] | None = None
 
 
-def _raw_client(url: str, pool: int) -> Redis:
+def _plain(url: str, pool: int) -> Redis:
+    """redis-py's plain pool: it raises beyond ``pool`` connections (hits never need more
+    here) and costs less per call than its ``BlockingConnectionPool``."""
+    return Redis(connection_pool=ConnectionPool.from_url(url, max_connections=pool))
+
+
+def _blocking(url: str, pool: int) -> Redis:
+    """redis-py's waiting pool: what 1,000 concurrent readers of a cold key need."""
     return Redis(
         connection_pool=BlockingConnectionPool.from_url(url, max_connections=pool, timeout=10)
     )
 
 
 async def _raw(url: str, run: str, pool: int, loader: Loader) -> Contender:
-    client = _raw_client(url, pool)
+    client = _plain(url, pool)
     prefix = f"{run}:raw:"
 
     async def hit(key: str) -> Any:
@@ -195,20 +211,27 @@ async def _raw(url: str, run: str, pool: int, loader: Loader) -> Contender:
         await client.aclose()
         await client.connection_pool.disconnect()
 
-    return Contender("raw GET", hit, batch, None, "-", close)
+    return Contender("raw GET", hit, batch, None, "-", close, f"ConnectionPool({pool})")
 
 
 async def _hand_written(url: str, run: str, pool: int, loader: Loader) -> Contender:
-    client = _raw_client(url, pool)
+    client = _plain(url, pool)
+    cold_client = _blocking(url, pool)
     prefix = f"{run}:hand:"
 
-    async def aside(key: str) -> Any:
+    async def read_through(client: Redis, key: str) -> Any:
         data = await client.get(prefix + key)
         if data is not None:
             return orjson.loads(data)
         value = await loader(key)
         await client.set(prefix + key, orjson.dumps(value), ex=TTL)
         return value
+
+    async def aside(key: str) -> Any:
+        return await read_through(client, key)
+
+    async def cold(key: str) -> Any:
+        return await read_through(cold_client, key)
 
     async def batch(keys: list[str]) -> Any:
         found = await client.mget([prefix + k for k in keys])
@@ -223,10 +246,12 @@ async def _hand_written(url: str, run: str, pool: int, loader: Loader) -> Conten
         return values
 
     async def close() -> None:
-        await client.aclose()
-        await client.connection_pool.disconnect()
+        for each in (client, cold_client):
+            await each.aclose()
+            await each.connection_pool.disconnect()
 
-    return Contender("hand-written", aside, batch, aside, "none", close)
+    note = f"ConnectionPool({pool}); cold key: BlockingConnectionPool({pool})"
+    return Contender("hand-written", aside, batch, cold, "none", close, note)
 
 
 async def _cashews(
@@ -235,7 +260,10 @@ async def _cashews(
     from cashews import Cache as CashewsCache
 
     cache = CashewsCache()
-    options: dict[str, Any] = {"max_connections": pool}
+    # Its default is a BlockingConnectionPool of 10: too few for 64 tasks, and redis-py's
+    # blocking pool costs more per call than the plain one, which suffices here (cashews
+    # de-duplicates concurrent calls of one key, so the cold key never needs more).
+    options: dict[str, Any] = {"max_connections": pool, "connection_pool_class": ConnectionPool}
     if client_side:
         options.update(client_side=True, client_side_prefix=f"{run}:cashews-l1:")
     backend = cache.setup(url, **options)
@@ -265,9 +293,10 @@ async def _cashews(
 
     name = "cashews L1" if client_side else "cashews"
     note = (
-        f"{type(backend).__name__}: client_side=True (Redis BCAST tracking), pickle"
+        f"{type(backend).__name__}: client_side=True (Redis BCAST tracking), pickle, "
+        f"ConnectionPool({pool})"
         if client_side
-        else f"{type(backend).__name__}: default pickle serializer"
+        else f"{type(backend).__name__}: default pickle serializer, ConnectionPool({pool})"
     )
     return Contender(
         name, aside, batch, locked, "@cache(lock=True)", cache.close, note, get,
@@ -289,8 +318,6 @@ async def _aiocache(url: str, run: str, pool: int, loader: Loader) -> Contender:
         "db": int(where.path.strip("/") or 0),
         "password": where.password,
         "pool_max_size": pool,
-        # redis-py's default pool raises at its bound; the others wait, so aiocache waits too.
-        "connection_pool_class": BlockingConnectionPool,
     }
 
     def key_of(function: Any, key: str) -> str:
@@ -300,7 +327,14 @@ async def _aiocache(url: str, run: str, pool: int, loader: Loader) -> Contender:
     async def aside(key: str) -> Any:
         return await loader(key)
 
-    @cached_stampede(lease=2, ttl=TTL, key_builder=key_of, **options)
+    # redis-py's plain pool (aiocache's default) raises beyond its bound, which the cold
+    # key's concurrent readers reach: that decorator's cache waits for a connection instead.
+    @cached_stampede(
+        lease=2,
+        ttl=TTL,
+        key_builder=key_of,
+        **{**options, "connection_pool_class": BlockingConnectionPool},
+    )
     async def stampede(key: str) -> Any:
         return await loader(key)
 
@@ -325,7 +359,8 @@ async def _aiocache(url: str, run: str, pool: int, loader: Loader) -> Contender:
         stampede,
         "@cached_stampede(lease=2)",
         close,
-        "RedisCache + JsonSerializer; no two-tier mode",
+        f"RedisCache + JsonSerializer, ConnectionPool({pool}); cold key: "
+        f"BlockingConnectionPool({pool}); no two-tier mode",
         get,
     )
 
@@ -351,7 +386,7 @@ async def _ogcache(url: str, run: str, pool: int, loader: Loader, *, local: bool
         return await cache.get(namespace, key)
 
     name = "ogcache L1" if local else "ogcache L2"
-    note = f"local_ttl={LOCAL_TTL}" if local else ""
+    note = f"BoundedConnectionPool({pool})" + (f", local_ttl={LOCAL_TTL}" if local else "")
     return Contender(
         name, aside, batch, aside, "built in (single-flight + lease)", cache.close, note, get,
         local_hits=local_hits if local else None,
@@ -394,14 +429,15 @@ async def _throughput(op: Op, keys: Sequence[str], tasks: int, duration: float) 
     deadline = clock() + duration
 
     async def worker(index: int) -> None:
-        size = len(keys)
-        i = index
-        done = 0
+        # Each task its own random order of the keys: tasks seldom read the same key at the
+        # same moment (a library that merges concurrent reads of one key gains little).
+        order = random.Random(index).sample(list(keys), len(keys))
+        size = len(order)
+        i = 0
         while clock() < deadline:
-            await op(keys[i % size])
-            i += 7
-            done += 1
-        counts[index] = done
+            await op(order[i % size])
+            i += 1
+        counts[index] = i
 
     began = clock()
     await asyncio.gather(*(worker(index) for index in range(tasks)))
@@ -429,7 +465,8 @@ def _check_batch(values: Any, keys: list[str]) -> None:
         raise RuntimeError(f"a batch of {len(keys)} prepared keys returned misses")
 
 
-async def _stampede(op: Op, key: str, readers: int) -> list[float]:
+async def _stampede(op: Op, key: str, readers: int) -> tuple[list[float], list[str]]:
+    """Each reader's latency, and the errors the library raised to readers (reported)."""
     clock = time.perf_counter
 
     async def reader() -> float:
@@ -439,7 +476,10 @@ async def _stampede(op: Op, key: str, readers: int) -> list[float]:
             raise RuntimeError("a cold read returned a wrong value")
         return clock() - start
 
-    return list(await asyncio.gather(*(reader() for _ in range(readers))))
+    outcomes = await asyncio.gather(*(reader() for _ in range(readers)), return_exceptions=True)
+    latencies = [x for x in outcomes if isinstance(x, float)]
+    errors = [f"{type(x).__name__}: {x}" for x in outcomes if isinstance(x, BaseException)]
+    return latencies, errors
 
 
 def _us(seconds: Sequence[float], q: float) -> float:
@@ -471,6 +511,7 @@ class _Series:
     cold_loads: list[int] = field(default_factory=list)
     cold_p50_ms: list[float] = field(default_factory=list)
     cold_p99_ms: list[float] = field(default_factory=list)
+    cold_errors: list[int] = field(default_factory=list)
 
 
 async def _prepare(contenders: dict[str, Contender], keys: list[str], loader: Loader) -> int:
@@ -511,6 +552,7 @@ async def run_peers(
     series = {name: _Series() for name in names}
     loads_during_hits: dict[str, int] = {}
     local: dict[str, Any] = {}
+    cold_errors: dict[str, list[dict[str, Any]]] = {}
     load_before = os.getloadavg()
     began = time.monotonic()
     try:
@@ -597,8 +639,13 @@ async def run_peers(
                 key = f"cold-{round_index}-{name.replace(' ', '_')}-{round_index + 7}"
                 calls = loader.calls
                 gc.collect()
-                samples = await _stampede(cold, key, config.stampede_readers)
+                samples, errors = await _stampede(cold, key, config.stampede_readers)
                 s = series[name]
+                s.cold_errors.append(len(errors))
+                if errors:
+                    cold_errors.setdefault(name, []).append(
+                        {"round": round_index, "errors": len(errors), "first": errors[0]}
+                    )
                 s.cold_loads.append(loader.calls - calls)
                 s.cold_p50_ms.append(_us(samples, 0.50) / 1000)
                 s.cold_p99_ms.append(_us(samples, 0.99) / 1000)
@@ -633,6 +680,7 @@ async def run_peers(
         "keys_removed": removed,
         "loads_during_hit_phases": loads_during_hits,
         "local_tier": local,
+        "cold_errors": cold_errors,
         "duration_s": round(time.monotonic() - began, 1),
         "rows": rows,
         "rounds": {name: asdict(series[name]) for name in names},
@@ -659,6 +707,7 @@ def _row(contender: Contender, s: _Series) -> dict[str, Any]:
         "cold_p50_ms": med(s.cold_p50_ms),
         "cold_p99_ms": med(s.cold_p99_ms),
         "cold_p99_worst_ms": max(s.cold_p99_ms) if s.cold_p99_ms else None,
+        "cold_errors": s.cold_errors or None,
         "protection": contender.protection,
         "note": contender.note,
     }
@@ -787,7 +836,8 @@ def peers_table(report: dict[str, Any]) -> str:
     header = (
         f"{'contender':<13} {'hit p50 us':>10} {'hit p99 us':>10} {'x raw':>6} "
         f"{'ops/s c=1':>9} {'ops/s c=' + str(report['config']['concurrency']):>10} "
-        f"{'batch p50 ms':>12} {'batch p99 ms':>12} {'cold loads':>10} {'cold p99 ms':>11}"
+        f"{'batch p50 ms':>12} {'batch p99 ms':>12} {'cold loads':>10} {'cold p99 ms':>11} "
+        f"{'cold errors':>11}"
     )
     lines = [header, "-" * len(header)]
     for name, row in rows.items():
@@ -795,7 +845,8 @@ def peers_table(report: dict[str, Any]) -> str:
             f"{name:<13} {f(row['hit_p50_us']):>10} {f(row['hit_p99_us']):>10} "
             f"{f(row['x_raw_p50'], 2):>6} {f(row['ops_c1']):>9} {f(row['ops_cn']):>10} "
             f"{f(row['batch_p50_ms'], 2):>12} {f(row['batch_p99_ms'], 2):>12} "
-            f"{f(row['cold_loads']):>10} {f(row['cold_p99_ms']):>11}"
+            f"{f(row['cold_loads']):>10} {f(row['cold_p99_ms']):>11} "
+            f"{f(sum(row['cold_errors']) if row['cold_errors'] else None):>11}"
         )
     return "\n".join(lines)
 
@@ -840,6 +891,13 @@ def notes(report: dict[str, Any]) -> list[str]:
             lines.append(
                 f"!!! {name}: L1 NOT ACTIVE (local_hits = {state.get('local_hits', 0)}): "
                 "its row shows L2 figures"
+            )
+    for name, failures in report["cold_errors"].items():
+        for failure in failures:
+            lines.append(
+                f"!!! {name}: cold key round {failure['round']}: {failure['errors']} of "
+                f"{report['config']['stampede_readers']} readers got an error from the "
+                f"library ({failure['first']}); the row's p99 is over the others"
             )
     loads = {k: v for k, v in report["loads_during_hit_phases"].items() if v}
     if loads:

@@ -41,9 +41,12 @@ async def test_peers_bench_reports_every_contender_and_check(redis_url: str) -> 
             assert row["cold_loads"] is None
         else:
             assert row["cold_p99_ms"] > 0, name
-    # the libraries with stampede protection load a cold key once in one process
-    for name in ("cashews", "cashews L1", "aiocache", "ogcache L2", "ogcache L1"):
+    # ogcache loads a cold key once in one process; the peers are reported, not judged here
+    for name in ("ogcache L2", "ogcache L1"):
         assert report["rows"][name]["cold_loads"] == [1], name
+        assert report["rows"][name]["cold_errors"] == [0], name
+    for name in ("cashews", "cashews L1", "aiocache"):
+        assert 1 <= report["rows"][name]["cold_loads"][0] <= TINY.stampede_readers, name
     assert report["rows"]["hand-written"]["cold_loads"] == [TINY.stampede_readers]
     assert report["rows"]["raw GET"]["x_raw_p50"] == 1.0
     assert report["local_tier"]["ogcache L1"]["active"] is True
