@@ -58,6 +58,7 @@ from bench._support import Gate, quantile, run_processes, unique_name
 from bench._support import redis_url as default_redis_url
 from ogcache.cache import MISSING, Cache, Namespace, RedisBackend
 from ogcache.cache.backends.redis_tracking import ConnectionFactory, RedisTrackingFeed
+from ogcache.cache.local import NOT_FOUND
 
 __all__ = [
     "CONTENDERS",
@@ -71,7 +72,7 @@ __all__ = [
 ]
 
 Mechanism = Literal["tracking", "pubsub"]
-Writer = Literal["Cache.delete", "UNLINK", "UNLINK+PUBLISH"]
+Writer = Literal["Cache.delete", "UNLINK", "UNLINK+PUBLISH", "PEXPIRE 1ms"]
 
 ITEMS: Namespace[dict[str, int]] = Namespace("inv", ttl=300, local_ttl=60)
 BACKGROUND: Namespace[dict[str, int]] = Namespace("bg", ttl=300)  # the loaded reader's L2 reads
@@ -84,10 +85,14 @@ RESULTS: Final = Path(__file__).resolve().parent / "results"
 
 @dataclass(frozen=True, slots=True)
 class Contender:
+    """``coverage``: a change the mechanism may not report (delivery is the finding, not
+    a check); these run ``coverage_rounds`` times, after the others."""
+
     name: str
     mechanism: Mechanism
     writer: Writer
     loaded: bool
+    coverage: bool = False
 
 
 CONTENDERS: Final = (
@@ -96,6 +101,9 @@ CONTENDERS: Final = (
     Contender("pubsub", "pubsub", "UNLINK+PUBLISH", loaded=False),
     Contender("tracking-loaded", "tracking", "Cache.delete", loaded=True),
     Contender("pubsub-loaded", "pubsub", "UNLINK+PUBLISH", loaded=True),
+    Contender("tracking-expiry", "tracking", "PEXPIRE 1ms", loaded=False, coverage=True),
+    Contender("pubsub-raw", "pubsub", "UNLINK", loaded=False, coverage=True),
+    Contender("pubsub-expiry", "pubsub", "PEXPIRE 1ms", loaded=False, coverage=True),
 )
 _BY_NAME: Final = {contender.name: contender for contender in CONTENDERS}
 
@@ -173,20 +181,55 @@ class _Config:
     interval: float
     load_tasks: int
     slack: float
+    coverage_wait: float
 
 
 def _round_keys(round_index: int, keys: int) -> list[str]:
     return [f"r{round_index}k{i}" for i in range(keys)]
 
 
+_STAGES: Final = (
+    "starting",
+    "ready",
+    "warming",
+    "invalidating",
+    "waiting",
+    "collecting",
+    "closing",
+    "closing feeds",
+    "done",
+)
+
+
 def _worker(
-    role: str, config: _Config, gate: Gate, to_reader: Any, to_writer: Any, returned: Any
+    role: str,
+    config: _Config,
+    gate: Gate,
+    to_reader: Any,
+    to_writer: Any,
+    returned: Any,
+    progress: Any,
 ) -> None:
+    """One process; ``progress[0 or 1]`` = round * 10 + stage, for the parent's diagnosis of
+    a run that does not finish."""
+    slot = 0 if role == "writer" else 1
+
+    def stage(name: str, round_index: int = 0) -> None:
+        progress[slot] = round_index * 10 + _STAGES.index(name)
+
     try:
         work = _write if role == "writer" else _read
-        gate.send((role, asyncio.run(work(config, gate, to_reader, to_writer, returned))))
+        result = asyncio.run(work(config, gate, to_reader, to_writer, returned, stage))
+        gate.send((role, result))
     except BaseException:
         gate.fail()
+
+
+def _where(progress: Any) -> str:
+    return ", ".join(
+        f"{role} in round {int(value) // 10} {_STAGES[int(value) % 10]}"
+        for role, value in zip(("writer", "reader"), progress, strict=True)
+    )
 
 
 async def _receive(queue: Any, expected: str) -> tuple[Any, ...]:
@@ -197,7 +240,7 @@ async def _receive(queue: Any, expected: str) -> tuple[Any, ...]:
 
 
 async def _write(
-    config: _Config, gate: Gate, to_reader: Any, to_writer: Any, returned: Any
+    config: _Config, gate: Gate, to_reader: Any, to_writer: Any, returned: Any, stage: Any
 ) -> dict[str, Any]:
     caches = {
         "tracking": Cache(RedisBackend(config.redis_url), prefix=config.tracking_prefix),
@@ -211,6 +254,7 @@ async def _write(
             await cache.ping()
         await client.ping()
         gate.ready()
+        stage("ready")
         await asyncio.to_thread(gate.wait_start, 120.0)
         for round_index, name in enumerate(config.schedule):
             contender = _BY_NAME[name]
@@ -221,7 +265,9 @@ async def _write(
                 ITEMS, {key: {"round": round_index, "i": i} for i, key in enumerate(keys)}
             )
             to_reader.put(("round", round_index, name, keys))
+            stage("warming", round_index)
             await _receive(to_writer, "warmed")
+            stage("invalidating", round_index)
             await asyncio.sleep(0.02)
             base = round_index * config.keys
             starts: list[float] = []
@@ -237,6 +283,8 @@ async def _write(
                     failed += not await cache.delete(ITEMS, key)
                 elif contender.writer == "UNLINK":
                     await client.unlink(fulls[i])
+                elif contender.writer == "PEXPIRE 1ms":
+                    await client.pexpire(fulls[i], 1)
                 else:
                     async with client.pipeline(transaction=False) as pipe:
                         pipe.unlink(fulls[i])
@@ -248,6 +296,7 @@ async def _write(
                 ends.append(ended)
                 next_at = started + config.interval
             to_reader.put(("done", round_index))
+            stage("collecting", round_index)
             await _receive(to_writer, "collected")
             rounds.append(
                 {
@@ -259,6 +308,7 @@ async def _write(
                 }
             )
         to_reader.put(("stop",))
+        stage("done")
     finally:
         for cache in caches.values():
             await cache.close()
@@ -333,6 +383,27 @@ class _Observer:
         cache._changed_elsewhere = changed  # type: ignore[method-assign]
 
 
+async def _close(cache: Cache) -> int:
+    """``cache.close()``; the times the feed's relay tasks had to be cancelled again.
+
+    On Python 3.11, redis-py sends under ``asyncio.wait_for`` (the connection has a socket
+    timeout), which returns normally when the caller is cancelled just as the send
+    completes; a cancellation that lands on the relay's heartbeat ``PING`` is then lost and
+    ``RedisTrackingFeed.close()`` waits for the relay forever. Cancelling it again ends it.
+    """
+    closing = asyncio.ensure_future(cache.close())
+    retries = 0
+    while True:
+        done, _ = await asyncio.wait({closing}, timeout=1.0)
+        if done:
+            closing.result()
+            return retries
+        for task in asyncio.all_tasks():
+            if task.get_name().startswith("feed ") and task.cancelling():
+                retries += 1
+                task.cancel()
+
+
 async def _warm(cache: Cache, keys: list[str]) -> int:
     """Read ``keys`` until every one is in the cache's L1 and stays there; the reads made."""
     fulls = [cache.full_key(ITEMS, key) for key in keys]
@@ -353,7 +424,7 @@ async def _warm(cache: Cache, keys: list[str]) -> int:
 
 
 async def _read(
-    config: _Config, gate: Gate, to_reader: Any, to_writer: Any, returned: Any
+    config: _Config, gate: Gate, to_reader: Any, to_writer: Any, returned: Any, stage: Any
 ) -> dict[str, Any]:
     observer = _Observer()
     caches = {
@@ -436,15 +507,19 @@ async def _read(
                     raise TimeoutError("an invalidation feed did not subscribe within 10 s")
                 await asyncio.sleep(0.01)
         gate.ready()
+        stage("ready")
         await asyncio.to_thread(gate.wait_start, 120.0)
         while True:
             message = await asyncio.to_thread(to_reader.get, True, 120.0)
             if message[0] == "stop":
+                stage("closing")
                 break
             _, round_index, name, keys = message
             contender = _BY_NAME[name]
             cache = caches[contender.mechanism]
+            stage("warming", round_index)
             warm_reads = await _warm(cache, keys)
+            stage("invalidating", round_index)
             state = _Round(
                 cache=cache,
                 keys=keys,
@@ -467,12 +542,18 @@ async def _read(
             began = time.monotonic()
             to_writer.put(("warmed", round_index))
             await _receive(to_reader, "done")
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(state.complete.wait(), 2.0)  # else: some were lost
+            stage("waiting", round_index)
+            if contender.coverage:  # the full time: a key may come back and leave again
+                await asyncio.sleep(config.coverage_wait)
+            else:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(state.complete.wait(), 2.0)  # else: some were lost
             state.stop = True
             await asyncio.gather(*state.tasks)
             observer.current = None
             seconds = time.monotonic() - began
+            fulls = list(state.index)
+            still_in_l1 = sum(1 for full in fulls if cache._local.get(full) is not NOT_FOUND)
             rounds.append(
                 {
                     "round": round_index,
@@ -494,9 +575,11 @@ async def _read(
                     "stall_max": state.stall_max,
                     "stopped_for": state.stopped_for,
                     "seconds": seconds,
+                    "still_in_l1": still_in_l1,
                 }
             )
             to_writer.put(("collected", round_index))
+            stage("collecting", round_index)
         feeds = {
             mechanism: {
                 "messages": getattr(cache._feed, "messages", None),
@@ -505,9 +588,10 @@ async def _read(
             for mechanism, cache in caches.items()
         }
     finally:
-        for cache in caches.values():
-            await cache.close()
-    return {"rounds": rounds, "feeds": feeds}
+        stage("closing feeds")
+        close_retries = [await _close(cache) for cache in caches.values()]
+    stage("done")
+    return {"rounds": rounds, "feeds": feeds, "feed_close_retries": sum(close_retries)}
 
 
 # --- the parent: run, summarize, report --------------------------------------------------
@@ -547,10 +631,12 @@ class ContenderSummary:
     mechanism: str
     writer: str
     reader: str
+    coverage: bool
     rounds: int
     invalidations: int
     delivered: int
     lost: int
+    still_in_l1_at_end: int
     early: int
     not_in_l1: int
     flushes: int
@@ -579,11 +665,13 @@ class ContenderSummary:
 class InvalidationReport:
     keys_per_round: int
     rounds_per_contender: int
+    coverage_rounds: int
     interval_ms: float
     load_tasks: int
     slack_ms: float
     seconds: float
     feeds: dict[str, Any]
+    feed_close_retries: int
     contenders: list[ContenderSummary]
     checks: dict[str, bool]
 
@@ -627,10 +715,12 @@ def _summarize(
         mechanism=contender.mechanism,
         writer=contender.writer,
         reader="loaded" if contender.loaded else "idle",
+        coverage=contender.coverage,
         rounds=len(writes),
         invalidations=invalidations,
         delivered=invalidations - lost,
         lost=lost,
+        still_in_l1_at_end=sum(r["still_in_l1"] for r in reads),
         early=early,
         not_in_l1=not_in_l1,
         flushes=sum(r["flushes"] for r in reads),
@@ -673,18 +763,27 @@ def run_invalidation(
     interval: float = 0.003,
     load_tasks: int = 16,
     slack: float = 0.001,
+    coverage_rounds: int = 1,
+    coverage_wait: float = 2.0,
     timeout: float | None = None,
 ) -> InvalidationReport:
     """``rounds`` rounds of ``keys`` invalidations per contender, the contenders' rounds
-    interleaved (round-robin), in one writer and one reader process."""
+    interleaved (round-robin), in one writer and one reader process; then
+    ``coverage_rounds`` of each coverage contender, whose rounds wait at most
+    ``coverage_wait`` seconds for notifications that may never come."""
     unknown = [name for name in contenders if name not in _BY_NAME]
     if unknown:
         raise ValueError(f"unknown contenders {unknown}; known: {sorted(_BY_NAME)}")
-    if rounds < 1 or keys < 1 or interval <= 0:
-        raise ValueError("rounds and keys must be >= 1 and interval > 0")
+    if rounds < 1 or keys < 1 or interval <= 0 or coverage_rounds < 0:
+        raise ValueError("rounds and keys must be >= 1, interval > 0, coverage_rounds >= 0")
     redis = redis_url or default_redis_url()
     base = unique_name("invalidation")
-    schedule = tuple(name for _ in range(rounds) for name in contenders)
+    main = [name for name in contenders if not _BY_NAME[name].coverage]
+    coverage = [name for name in contenders if _BY_NAME[name].coverage]
+    schedule = tuple(name for _ in range(rounds) for name in main) + tuple(
+        name for _ in range(coverage_rounds) for name in coverage
+    )
+    contenders = [name for name in contenders if name in schedule]
     config = _Config(
         redis_url=redis,
         tracking_prefix=f"{base}.t",
@@ -695,11 +794,13 @@ def run_invalidation(
         interval=interval,
         load_tasks=load_tasks,
         slack=slack,
+        coverage_wait=coverage_wait,
     )
     ctx = multiprocessing.get_context("spawn")
     to_reader = ctx.Queue()
     to_writer = ctx.Queue()
     returned = ctx.Array("d", len(schedule) * keys, lock=False)
+    progress = ctx.Array("d", 2, lock=False)
     if timeout is None:
         timeout = 60.0 + len(schedule) * (keys * interval * 2 + 2.0)
     roles = ("writer", "reader")
@@ -707,10 +808,20 @@ def run_invalidation(
     try:
         outcomes = run_processes(
             _worker,
-            lambda index, gate: (roles[index], config, gate, to_reader, to_writer, returned),
+            lambda index, gate: (
+                roles[index],
+                config,
+                gate,
+                to_reader,
+                to_writer,
+                returned,
+                progress,
+            ),
             2,
             timeout=timeout,
         )
+    except TimeoutError as exc:
+        raise TimeoutError(f"{exc} ({_where(progress)})") from exc
     finally:
         asyncio.run(_clean_up(redis, (config.tracking_prefix, config.pubsub_prefix)))
     seconds = time.monotonic() - began
@@ -726,6 +837,8 @@ def run_invalidation(
     ]
     checks = {}
     for s in summaries:
+        if s.coverage:  # PEXPIRE: the key is still in Redis, to be read again, for 1 ms
+            continue
         checks[f"{s.contender}: every invalidation reached the reader's L1"] = s.lost == 0
         checks[f"{s.contender}: no value read after the reader evicted it"] = (
             s.reads_after_eviction == 0
@@ -733,11 +846,13 @@ def run_invalidation(
     return InvalidationReport(
         keys_per_round=keys,
         rounds_per_contender=rounds,
+        coverage_rounds=coverage_rounds,
         interval_ms=interval * 1000,
         load_tasks=load_tasks,
         slack_ms=slack * 1000,
         seconds=round(seconds, 1),
         feeds=by_role["reader"]["feeds"],
+        feed_close_retries=by_role["reader"]["feed_close_retries"],
         contenders=summaries,
         checks=checks,
     )
@@ -752,16 +867,19 @@ def _f(value: float | None, digits: int = 3) -> str:
 
 def table(report: InvalidationReport) -> str:
     header = (
-        f"{'contender':<16} {'writer':<14} {'R':<6} {'inval':>5} {'lost':>4} "
+        f"{'contender':<16} {'writer':<14} {'R':<6} {'inval':>5} {'lost':>4} {'kept':>4} "
         f"{'p50':>6} {'p99':>6} {'max':>6} {'s p50':>6} {'s p99':>6} "
         f"{'w p50':>6} {'w p99':>6} {'stale':>5} {'>slack':>6} {'late':>6} "
         f"{'stalls':>6} {'stall':>6} {'reads/s':>7}"
     )
     lines = [header, "-" * len(header)]
-    for s in report.contenders:
+    for index, s in enumerate(report.contenders):
+        if s.coverage and (index == 0 or not report.contenders[index - 1].coverage):
+            lines.append("- coverage: changes the mechanism may not report " + "-" * 30)
         d, st, w = s.delay_after_return, s.delay_after_call_start, s.writer_call
         lines.append(
             f"{s.contender:<16} {s.writer:<14} {s.reader:<6} {s.invalidations:>5} {s.lost:>4} "
+            f"{s.still_in_l1_at_end:>4} "
             f"{_f(d.p50_ms):>6} {_f(d.p99_ms):>6} {_f(d.max_ms, 1):>6} "
             f"{_f(st.p50_ms):>6} {_f(st.p99_ms):>6} {_f(w.p50_ms):>6} {_f(w.p99_ms):>6} "
             f"{s.stale_reads:>5} {s.stale_reads_over_slack:>6} {_f(s.stale_late_max_ms, 1):>6} "
@@ -820,6 +938,9 @@ def add_parser(commands: Any) -> None:
     parser.add_argument("--interval-ms", type=float, default=3.0, help="between invalidations")
     parser.add_argument("--load-tasks", type=int, default=16, help="the loaded reader's tasks")
     parser.add_argument(
+        "--coverage-rounds", type=int, default=1, help="rounds per coverage contender (0: none)"
+    )
+    parser.add_argument(
         "--slack-ms", type=float, default=1.0, help="stale reads later than this are counted apart"
     )
     parser.add_argument("--output", default=str(RESULTS / "invalidation.json"))
@@ -836,12 +957,15 @@ def command(args: argparse.Namespace) -> int:
         interval=args.interval_ms / 1000,
         load_tasks=args.load_tasks,
         slack=args.slack_ms / 1000,
+        coverage_rounds=args.coverage_rounds,
     )
     load_after = os.getloadavg()
     print(
         f"\n{report.rounds_per_contender} rounds x {report.keys_per_round} invalidations per "
         f"contender, rounds interleaved, {report.interval_ms:g} ms apart; loaded reader: "
-        f"{report.load_tasks} tasks. Milliseconds. p50/p99/max: R's eviction - W's return; "
+        f"{report.load_tasks} tasks; then {report.coverage_rounds} round(s) per coverage "
+        f"contender. Milliseconds. lost: never reached R; kept: still in R's L1 at the end "
+        f"of the round. p50/p99/max: R's eviction - W's return; "
         f"s: R's eviction - W's call start; w: W's call; stale: reads begun after W's call "
         f"returned that still got the value (>slack: later than {report.slack_ms:g} ms; late: "
         f"the latest, after the return); stalls: times R's event loop ran more than "
