@@ -47,7 +47,8 @@ async def test_peers_bench_reports_every_contender_and_check(redis_url: str) -> 
         assert report["rows"][name]["cold_errors"] == [0], name
     for name in ("cashews", "cashews L1", "aiocache"):
         assert 1 <= report["rows"][name]["cold_loads"][0] <= TINY.stampede_readers, name
-    assert report["rows"]["hand-written"]["cold_loads"] == [TINY.stampede_readers]
+    # without protection, every reader whose GET came before the first SET loads
+    assert report["rows"]["hand-written"]["cold_loads"][0] > 1
     assert report["rows"]["raw GET"]["x_raw_p50"] == 1.0
     assert report["local_tier"]["ogcache L1"]["active"] is True
     assert report["payload_bytes"] == 1024
