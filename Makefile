@@ -11,7 +11,7 @@ endif
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: install run test lint typecheck pytest clean
+.PHONY: install run test lint typecheck pytest bench clean
 
 install: $(VENV)/.installed
 
@@ -34,6 +34,11 @@ pytest: install
 	$(BIN)/pytest
 
 test: lint typecheck pytest
+
+# The performance suite (needs PostgreSQL, Redis, wrk; about 15 minutes): bench/README.md.
+bench: install
+	$(UV) sync --frozen --all-groups --python python3
+	$(BIN)/python -m bench suite
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache ogcache.db ogcache.db-*

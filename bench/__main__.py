@@ -6,6 +6,12 @@ cached reads through the HTTP service, against the uncached path; prints a table
 JSON. ``--repeat N`` runs every scenario N times (``--workers 2 --repeat 10 hang slow``:
 stale reads across processes, per run).
 
+``python -m bench suite``: the performance suite of the issue "Fast", one after the other:
+``peers`` (ogcache against raw redis-py, hand-written cache-aside, cashews, aiocache; table,
+JSON, PNG), ``invalidation`` (L1 invalidation delay across two processes), ``workload`` (Zipf
+users through the services on PostgreSQL) and ``http`` (wrk against the service), then one
+summary of their checks. ``python -m bench profile``: pyinstrument over raw, L2 and L1 hits.
+
 Servers: ``OGCACHE_BENCH_DATABASE_URL`` (any database on the PostgreSQL server to use; the
 checker creates and drops a database of its own there) and ``OGCACHE_BENCH_REDIS_URL``;
 defaults ``postgresql://postgres@127.0.0.1:5432/postgres`` and ``redis://127.0.0.1:6379/0``.
@@ -28,6 +34,7 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from bench import http_load, peers, workload
+from bench import profile as hit_profile
 from bench._support import database_url, redis_url
 from bench.consistency import CheckerResult, Mode, run_checker
 from bench.invalidation import add_parser as add_invalidation_parser
@@ -376,6 +383,24 @@ def resilience(args: argparse.Namespace) -> int:
     return 0 if all(verdict.values()) else 1
 
 
+SUITE = ("peers", "invalidation", "workload", "http")
+
+
+def suite() -> int:
+    """Each bench of the suite with its defaults, one after the other (never two at once:
+    they would measure each other), then which of them met every check."""
+    outcomes: dict[str, int] = {}
+    for name in SUITE:
+        print(f"\n=== python -m bench {name} ===", flush=True)
+        started = time.monotonic()
+        outcomes[name] = main([name])
+        print(f"=== {name}: exit {outcomes[name]} after {time.monotonic() - started:.0f} s")
+    print("\nsuite summary (each bench's checks are in its own table and JSON):")
+    for name, code in outcomes.items():
+        print(f"  {name:<13} {'every check met' if code == 0 else 'a check missed (see above)'}")
+    return 0 if not any(outcomes.values()) else 1
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -452,6 +477,10 @@ def main(argv: list[str] | None = None) -> int:
     http_load.add_parser(commands)
     peers.add_parser(commands)
     add_invalidation_parser(commands)
+    commands.add_parser("profile", help="pyinstrument over raw GET, L2 and L1 hits")
+    commands.add_parser(
+        "suite", help="peers, invalidation, workload and http in one run, with a summary"
+    )
     args = parser.parse_args(argv)
     if args.command == "concurrency":
         return concurrency(args)
@@ -465,6 +494,12 @@ def main(argv: list[str] | None = None) -> int:
         return peers.command(args, sys.argv[2:])
     if args.command == "invalidation":
         return invalidation(args)
+    if args.command == "profile":
+        for report in asyncio.run(hit_profile.run()):
+            print(report)
+        return 0
+    if args.command == "suite":
+        return suite()
     parser.error(f"unknown command {args.command}")
     return 2
 
