@@ -17,7 +17,7 @@ install: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml uv.lock
 	@$(UV) --version >/dev/null 2>&1 || python3 -m pip install --quiet uv || python3 -m pip install --quiet --user uv
-	$(UV) sync --frozen --python python3
+	$(UV) sync --frozen --all-groups --python python3
 	@touch $@
 
 run: install
@@ -37,7 +37,6 @@ test: lint typecheck pytest
 
 # The performance suite (needs PostgreSQL, Redis, wrk; about 15 minutes): bench/README.md.
 bench: install
-	$(UV) sync --frozen --all-groups --python python3
 	$(BIN)/python -m bench suite
 
 clean:
