@@ -758,7 +758,7 @@ def run_invalidation(
     *,
     redis_url: str | None = None,
     contenders: Sequence[str] = tuple(_BY_NAME),
-    rounds: int = 8,
+    rounds: int = 10,
     keys: int = 100,
     interval: float = 0.003,
     load_tasks: int = 16,
@@ -933,7 +933,7 @@ def add_parser(commands: Any) -> None:
         metavar="CONTENDER",
         help=f"some of {', '.join(c.name for c in CONTENDERS)} (default: all)",
     )
-    parser.add_argument("--rounds", type=int, default=8, help="rounds per contender")
+    parser.add_argument("--rounds", type=int, default=10, help="rounds per contender")
     parser.add_argument("--keys", type=int, default=100, help="invalidations per round")
     parser.add_argument("--interval-ms", type=float, default=3.0, help="between invalidations")
     parser.add_argument("--load-tasks", type=int, default=16, help="the loaded reader's tasks")
