@@ -1,4 +1,5 @@
-"""Redis killed, hung (SIGSTOP) and slow under a steady load through the HTTP service.
+"""Redis killed, hung (SIGSTOP), slow and sluggish under a steady load through the HTTP
+service.
 
 Each test runs ``bench.resilience.run_fault_scenario`` with short phases: the real service
 (``ogcache serve``) in a process of its own on a fresh PostgreSQL database, a redis-server of
@@ -8,9 +9,10 @@ within 1 s of the fault; closed, and the hit rate back above 90 %, within 10 s o
 recovery; no stale value after a write whose invalidation failed during the fault.
 
 Latency is asserted loosely: timings on a shared machine are noisy, and a short fault gives
-the few requests caught by the detection (at most a couple of cache timeouts each) a large
-share of the percentile. The issue's ``p99 <= 2 x uncached`` is measured, with a longer
-run, by ``python -m bench resilience`` (``bench/README.md``).
+the few requests caught by the detection (those in flight when Redis stopped answering, at
+most one cache timeout each) a large share of the percentile. The issue's
+``p99 <= 2 x uncached`` is measured, with a longer run, by ``python -m bench resilience``
+(``bench/README.md``).
 """
 
 from __future__ import annotations
@@ -47,7 +49,11 @@ CONFIG = ResilienceConfig(
     cache_timeout=0.15,
     cache_connect_timeout=0.15,
     cool_down=1.0,
+    slow_call_threshold=0.1,
+    stall_threshold=0.02,
     slow_delay=0.3,
+    sluggish_delay=0.2,  # below the sluggish scenario's cache timeout:
+    sluggish_timeout=0.5,  # Redis answers every call, 0.2 s late
 )
 
 
@@ -99,32 +105,33 @@ async def test_a_redis_fault_under_load_fails_no_request_and_serves_nothing_stal
     assert result.breaker_open_logged_s is not None, summary
     assert result.breaker_open_logged_s <= MAX_OPEN_S, summary
 
-    # Once Redis is back: the breaker closes, and the hit rate is above 90 %, within 10 s.
+    # Once Redis is back: the breaker closes, reads go to Redis again after the settle time
+    # (two cool-downs), and the hit rate is above 90 %, within 10 s.
     assert result.breaker_closed_s is not None, summary
     assert result.breaker_closed_s <= MAX_RECOVERY_S, summary
+    assert result.reads_resumed_s is not None, summary
+    assert result.reads_resumed_s <= MAX_RECOVERY_S, summary
     assert result.hit_rate_recovered_s is not None, summary
     assert result.hit_rate_recovered_s <= MAX_RECOVERY_S, summary
     assert result.hit_rate_final is not None, summary
     assert result.hit_rate_final > 0.9, summary
 
     # No stale value afterwards. Not vacuous: the old value was in Redis when the fault
-    # began (for hang and slow it is still there when Redis comes back), the write's
-    # invalidation failed and was remembered, then delivered.
+    # began (for hang, slow and sluggish it is still there when Redis comes back), the
+    # write's invalidation failed and was remembered, then delivered.
     assert result.old_entry_in_redis_at_fault, summary
     assert result.pending_invalidations_max >= 1, summary
     assert result.pending_invalidations_end == 0, summary
-    assert result.profile_reads_after_close > 10, summary
+    assert result.profile_reads_after_reads_resumed > 10, summary
     assert result.stale_reads == 0, summary
     assert result.final_read_fresh, summary
     assert not result.stale_entry_in_redis_end, summary
 
     # Latency, loosely (see the module's docstring): no request waits for long, and once
-    # the breaker is open requests take the uncached path's time, give or take the one
-    # probe per cool-down that may wait for a cache timeout.
+    # the breaker is open requests take the uncached path's time (the probe runs in the
+    # background: no request waits for it).
     assert result.fault.max_ms is not None, summary
-    assert result.fault.max_ms < 1500, summary
+    assert result.fault.max_ms < 1000, summary
     assert result.fault_after_open.p99_ms is not None, summary
     assert uncached.latency.p99_ms is not None
-    assert result.fault_after_open.p99_ms <= (
-        2 * uncached.latency.p99_ms + 2 * CONFIG.cache_timeout * 1000
-    ), summary
+    assert result.fault_after_open.p99_ms <= 2 * uncached.latency.p99_ms + 100, summary

@@ -441,8 +441,9 @@ class BreakerBackend:
             self.breaker.admits(read=True)  # settled: shown as closed even when idle
 
     async def _probe(self) -> None:
-        """One probe: PING within the slow-call threshold, then the replay; or, while
-        closed, only the replay."""
+        """One probe: a PING (bounded by the backend's own timeout) answered within the
+        slow-call threshold, not counting the loop's own delay, then the replay; or, while
+        closed or settling, only the replay."""
         breaker = self.breaker
         if breaker.probe_delay() is None:  # closed or settling, with a replay pending
             self._replay_due = _now() + breaker.cool_down
