@@ -23,7 +23,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Final
 
 from redis.asyncio.connection import AbstractConnection
@@ -85,9 +85,7 @@ class RedisTrackingFeed:
     async def close(self) -> None:
         self._live_until = 0.0
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await _stop([self._task])
             self._task = None
 
     def _changed(self, keys: list[str] | None) -> None:
@@ -153,9 +151,7 @@ class RedisTrackingFeed:
                     if set(self._nodes()) != set(connections):
                         raise ConnectionError("the primaries changed")
             finally:
-                for task in readers:
-                    task.cancel()
-                await asyncio.gather(*readers, return_exceptions=True)
+                await _stop(readers)
         finally:
             for connection in connections.values():
                 with contextlib.suppress(Exception):
@@ -164,13 +160,14 @@ class RedisTrackingFeed:
     async def _subscribe(self, factory: ConnectionFactory) -> AbstractConnection:
         connection = factory()
         await connection.connect()  # type: ignore[no-untyped-call]
-        await connection.send_command("CLIENT", "ID")
+        await _send(connection, "CLIENT", "ID")
         client_id = await connection.read_response()
-        await connection.send_command(
-            "CLIENT", "TRACKING", "on", "REDIRECT", client_id, "BCAST", "PREFIX", self._prefix
-        )
+        await _send(
+            connection,
+            "CLIENT", "TRACKING", "on", "REDIRECT", client_id, "BCAST", "PREFIX", self._prefix,
+        )  # fmt: skip
         await _expect(connection, b"OK")
-        await connection.send_command("SUBSCRIBE", _CHANNEL)
+        await _send(connection, "SUBSCRIBE", _CHANNEL)
         reply = await connection.read_response()
         if not (isinstance(reply, list) and reply[:1] == [b"subscribe"]):
             raise ConnectionError(f"unexpected reply to SUBSCRIBE: {reply!r}")
@@ -183,7 +180,7 @@ class RedisTrackingFeed:
             now = time.monotonic()
             if message is None:  # quiet for a heartbeat
                 if not pinged:
-                    await connection.send_command("PING")
+                    await _send(connection, "PING")
                     pinged = True
                 if now - self._heard[address] <= self._max_silence:
                     continue
@@ -200,6 +197,31 @@ class RedisTrackingFeed:
                 self.messages += 1
                 keys = message[2]
                 self._changed(None if keys is None else [key.decode() for key in keys])
+
+
+async def _send(connection: AbstractConnection, *command: Any) -> None:
+    """``send_command``, without losing a cancellation: with a socket timeout redis-py sends
+    through ``asyncio.wait_for``, which on Python 3.11 can swallow a cancellation that arrives
+    as the send completes (CPython gh-86296); the task would then go on forever."""
+    await connection.send_command(*command)
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
+
+
+async def _stop(tasks: Iterable[asyncio.Task[None]]) -> None:
+    """Cancel ``tasks`` and wait until they have ended, cancelling again any that survived a
+    cancellation (see :func:`_send`)."""
+    tasks = list(tasks)
+    pending = {task for task in tasks if not task.done()}
+    while pending:
+        for task in pending:
+            task.cancel()
+        # Long enough for a task's own teardown to finish before it is cancelled again.
+        _, pending = await asyncio.wait(pending, timeout=1.0)
+    for task in tasks:
+        if not task.cancelled():
+            task.exception()  # retrieved: the reason it ended was acted on, or no longer matters
 
 
 async def _expect(connection: AbstractConnection, expected: bytes) -> None:
