@@ -15,8 +15,8 @@ for Redis (pickle), aiocache with its ``JsonSerializer`` (stdlib json), ogcache 
   process memory, invalidated through Redis client-side-caching broadcasts);
 - ``aiocache``: ``RedisCache`` with ``JsonSerializer`` and its ``@cached`` decorator; the cold
   key with ``@cached_stampede`` (a Redis lock). aiocache has no two-tier mode;
-- ``ogcache L2``: ``Cache.get_or_load`` on ``Namespace("bench", ttl=300)``;
-- ``ogcache L1``: the same on ``Namespace("bench", ttl=300, local_ttl=30)``. Whether the
+- ``ogcache L2``: ``Cache.get_or_load`` on ``Namespace("bench", ttl=3600)``;
+- ``ogcache L1``: the same on ``Namespace("bench", ttl=3600, local_ttl=30)``. Whether the
   in-process tier really served is checked (``local_hits``), never assumed.
 
 Connection pools, all of ``pool`` (64) connections: the peers' hits use redis-py's plain
@@ -87,7 +87,9 @@ CONTENDERS = (
     "ogcache L2",
     "ogcache L1",
 )
-TTL = 300
+# Longer than a run (3-6 minutes): every prepared hit must stay a hit until the end. The
+# TTL does not change what a hit costs.
+TTL = 3600
 LOCAL_TTL = 30
 PAYLOAD_BYTES = 1024
 
@@ -444,25 +446,27 @@ async def _throughput(op: Op, keys: Sequence[str], tasks: int, duration: float) 
     return sum(counts) / (clock() - began)
 
 
-async def _batches(batch: BatchOp, keys: list[str], size: int, count: int) -> list[float]:
+async def _batches(
+    batch: BatchOp, keys: list[str], size: int, count: int
+) -> tuple[list[float], int]:
+    """Each batch's latency, and how many prepared keys the batches missed (reported: a
+    library that degrades to misses on a timeout, say, must not look fast for it)."""
     groups = [keys[i : i + size] for i in range(0, len(keys), size)] or [keys]
     samples = [0.0] * count
+    missed = 0
     clock = time.perf_counter
     for i in range(count):
         group = groups[i % len(groups)]
         start = clock()
         values = await batch(group)
         samples[i] = clock() - start
-        if i == 0:
-            _check_batch(values, group)
-    return samples
+        missed += _misses(values, group)
+    return samples, missed
 
 
-def _check_batch(values: Any, keys: list[str]) -> None:
-    """Every contender's batch must return all the prepared values."""
+def _misses(values: Any, keys: list[str]) -> int:
     found = list(values.values()) if isinstance(values, dict) else list(values)
-    if len(found) != len(keys) or any(v is None for v in found):
-        raise RuntimeError(f"a batch of {len(keys)} prepared keys returned misses")
+    return len(keys) - len(found) + sum(1 for value in found if value is None)
 
 
 async def _stampede(op: Op, key: str, readers: int) -> tuple[list[float], list[str]]:
@@ -512,6 +516,7 @@ class _Series:
     cold_p50_ms: list[float] = field(default_factory=list)
     cold_p99_ms: list[float] = field(default_factory=list)
     cold_errors: list[int] = field(default_factory=list)
+    batch_misses: list[int] = field(default_factory=list)
 
 
 async def _prepare(contenders: dict[str, Contender], keys: list[str], loader: Loader) -> int:
@@ -620,9 +625,10 @@ async def run_peers(
             await _prepare(contenders, keys, loader)
             for name in _rotated(names, round_index):
                 gc.collect()
-                samples = await _batches(
+                samples, missed = await _batches(
                     contenders[name].batch, keys, config.batch_size, config.batch_ops
                 )
+                series[name].batch_misses.append(missed)
                 series[name].batch_p50_ms.append(_us(samples, 0.50) / 1000)
                 series[name].batch_p99_ms.append(_us(samples, 0.99) / 1000)
 
@@ -703,6 +709,7 @@ def _row(contender: Contender, s: _Series) -> dict[str, Any]:
         "ops_cn": round(statistics.median(s.ops_cn)) if s.ops_cn else None,
         "batch_p50_ms": med(s.batch_p50_ms),
         "batch_p99_ms": med(s.batch_p99_ms),
+        "batch_misses": sum(s.batch_misses),
         "cold_loads": s.cold_loads or None,
         "cold_p50_ms": med(s.cold_p50_ms),
         "cold_p99_ms": med(s.cold_p99_ms),
@@ -891,6 +898,13 @@ def notes(report: dict[str, Any]) -> list[str]:
             lines.append(
                 f"!!! {name}: L1 NOT ACTIVE (local_hits = {state.get('local_hits', 0)}): "
                 "its row shows L2 figures"
+            )
+    for name, row in report["rows"].items():
+        if row["batch_misses"]:
+            config = report["config"]
+            asked = config["rounds"] * config["batch_ops"] * config["batch_size"]
+            lines.append(
+                f"!!! {name}: its batches missed {row['batch_misses']:,} of {asked:,} prepared keys"
             )
     for name, failures in report["cold_errors"].items():
         for failure in failures:
