@@ -53,6 +53,30 @@ def twin(cache: Cache, **options: float) -> Cache:
     return Cache(cache.backend, prefix=cache.prefix, **options)  # type: ignore[arg-type]
 
 
+async def test_a_herd_of_cold_readers_sends_one_read_not_one_each(cache: Cache) -> None:
+    """Callers that find a fill of their key in flight join it without asking the store
+    (cashews-style coalescing; before, each of them sent its own GET first)."""
+    inner = cache.backend.inner
+    reads = 0
+    get = inner.get
+
+    async def counted(key: str) -> bytes | None:
+        nonlocal reads
+        reads += 1
+        return await get(key)
+
+    inner.get = counted  # type: ignore[method-assign]
+    db = Database(delay=0.05)
+    db.version["k"] = 1
+    results = await asyncio.gather(
+        *(cache.get_or_load(ITEMS, "k", db.loader("k")) for _ in range(500))
+    )
+    assert results == [1] * 500
+    assert db.loads == 1
+    assert reads == 1
+    assert cache.stats()["item"].coalesced == 499
+
+
 async def test_concurrent_misses_in_one_process_share_one_load(cache: Cache) -> None:
     db = Database()
     db.version["k"] = 1

@@ -35,6 +35,7 @@ from typing import Any, Final, Generic, TypeVar, overload
 
 from ogcache.cache.backend import BackendInfo, CacheBackend, KeyCount
 from ogcache.cache.breaker import BreakerBackend, BreakerStats, CircuitBreaker, CircuitOpenError
+from ogcache.cache.coalesce import ReadCoalescer
 from ogcache.cache.envelope import WRITE_ID_OFFSET, Entry, Lease, lease, new_token, unwrap, wrap
 from ogcache.cache.exceptions import BackendError, DecodeError, InvalidKeyError
 from ogcache.cache.invalidation import InvalidationFeed, InvalidationSource
@@ -173,6 +174,7 @@ class Cache:
         self._last_error_log = -float("inf")
         self._suppressed_errors = 0
         self._flights: SingleFlight[Any] = SingleFlight()
+        self._reads: ReadCoalescer[bytes | None] = ReadCoalescer()
         self._background: set[asyncio.Task[None]] = set()
         self._refreshing: set[str] = set()
         # A generator of our own: jitter and early refresh must not touch (or be steered by)
@@ -586,9 +588,25 @@ class Cache:
                 self._count(namespace, stats, key, hit=True)
                 return value  # type: ignore[no-any-return]
             token = self._local.token(full)
+        if self._flights.in_flight(full):
+            # A miss of this key is being filled in this process: share that fill rather than
+            # send one more GET (a herd of cold readers then costs Redis one read, not one
+            # each). The flight's decide() rule keeps its result no older than our start.
+            self._count(namespace, stats, key, hit=False)
+            return await self._shared(
+                stats,
+                full,
+                lambda decide: self._fill(
+                    namespace, stats, key, full, loader, ttl, _ABSENT, decide
+                ),
+            )
         start = _now()
         try:
-            raw = await self.backend.get(full)
+            # A caller that waited for a read which found the key missing joins the load
+            # that read started (as absent: the fill's atomic lease add sees any value).
+            raw = await self._reads.read(
+                full, self.backend.get, unless=lambda: self._flights.in_flight(full)
+            )
         except Exception as exc:
             self._backend_failed(stats, "get", exc)
             self._count(namespace, stats, key, hit=False)
