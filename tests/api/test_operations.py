@@ -142,3 +142,12 @@ async def test_a_read_while_the_database_is_down_is_503(
     assert_error(await database_down.get("/api/menu"), 503, "unavailable")
     response = await database_down.get("/api/profiles/web_demo_alice", headers=ADMIN)
     assert_error(response, 503, "unavailable")
+
+
+async def test_metrics_export_every_breaker_state_and_detection(client: httpx.AsyncClient) -> None:
+    text = (await client.get("/metrics")).text
+    for state in ("closed", "suspect", "open", "half_open", "settling"):
+        assert f'ogcache_cache_circuit_state{{state="{state}"}}' in text
+    assert re.search(r'^ogcache_cache_circuit_state\{state="closed"\} 1(\.0)?$', text, re.M)
+    for counter in ("suspicions", "false_alarms", "slow_calls", "probes"):
+        assert re.search(rf"^ogcache_cache_circuit_{counter}_total \d", text, re.M), counter

@@ -73,7 +73,9 @@ class CacheCollector(Collector):
         breaker = self._cache.backend.stats()
         state = GaugeMetricFamily(
             "ogcache_cache_circuit_state",
-            "Circuit breaker state: 1 for the current one of closed, open, half_open.",
+            "Circuit breaker state: 1 for the current one of "
+            + ", ".join(state.value for state in BreakerState)
+            + ".",
             labels=["state"],
         )
         for candidate in BreakerState:
@@ -87,6 +89,17 @@ class CacheCollector(Collector):
             "Seconds the circuit has not been closed.",
             value=breaker.open_seconds,
         )
+        for name, documentation, value in (
+            (
+                "suspicions",
+                "Times a stall made the breaker suspect the backend.",
+                breaker.suspicions,
+            ),
+            ("false_alarms", "Suspicions the probe cleared at once.", breaker.false_alarms),
+            ("slow_calls", "Answers slower than the slow-call threshold.", breaker.slow_calls),
+            ("probes", "Background probes of the backend.", breaker.probes),
+        ):
+            yield CounterMetricFamily(f"ogcache_cache_circuit_{name}", documentation, value=value)
         yield GaugeMetricFamily(
             "ogcache_cache_pending_invalidations",
             "Invalidations not yet delivered (replayed when the backend answers again).",
