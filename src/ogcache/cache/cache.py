@@ -442,9 +442,12 @@ class Cache:
         asked = {entries[index][0].name: entries[index][0] for index in wanted}.values()
         start = _now()
         try:
-            raws = await self.backend.get_many(
-                fulls if len(wanted) == len(fulls) else [fulls[index] for index in wanted]
-            )
+            if len(wanted) == 1:  # get(): the single-key command is leaner than MGET
+                raws = [await self.backend.get(fulls[wanted[0]])]
+            else:
+                raws = await self.backend.get_many(
+                    fulls if len(wanted) == len(fulls) else [fulls[index] for index in wanted]
+                )
         except Exception as exc:
             for index in wanted:
                 self._stats_for(entries[index][0]).misses += 1
