@@ -55,6 +55,7 @@ CONFIG = ResilienceConfig(
     sluggish_delay=0.2,  # below the sluggish scenario's cache timeout:
     sluggish_timeout=0.5,  # Redis answers every call, 0.2 s late
 )
+MIN_PHASE_REQUESTS = 20
 
 
 @pytest.fixture(scope="module")
@@ -89,9 +90,10 @@ async def test_a_redis_fault_under_load_fails_no_request_and_serves_nothing_stal
         kind, database_url=database, workdir=tmp_path, config=CONFIG, uncached=uncached
     )
     summary = _summary(result)
-    assert result.warm.requests > 50, summary
-    assert result.fault.requests > 50, summary
-    assert result.recovery.requests > 50, summary
+    # Each phase carried load (80 req/s are planned; a busy machine serves fewer).
+    assert result.warm.requests >= MIN_PHASE_REQUESTS, summary
+    assert result.fault.requests >= MIN_PHASE_REQUESTS, summary
+    assert result.recovery.requests >= MIN_PHASE_REQUESTS, summary
     assert result.hit_rate_warm is not None, summary
     assert result.hit_rate_warm > 0.95, summary  # the load really was cached reads
 

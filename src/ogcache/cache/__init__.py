@@ -15,6 +15,7 @@ from ogcache.cache.backends import BackendOptions, MemoryBackend, RedisBackend, 
 from ogcache.cache.cache import Cache, CacheReport
 from ogcache.cache.codec import Codec, JsonCodec, ModelCodec
 from ogcache.cache.exceptions import (
+    BackendBusyError,
     BackendError,
     CacheConfigurationError,
     CacheError,
@@ -27,6 +28,7 @@ from ogcache.cache.stats import LatencySummary, NamespaceStatsSnapshot
 
 __all__ = [
     "MISSING",
+    "BackendBusyError",
     "BackendError",
     "BackendInfo",
     "BackendOptions",

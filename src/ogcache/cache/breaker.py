@@ -49,7 +49,7 @@ from dataclasses import dataclass
 from typing import Final, TypeVar
 
 from ogcache.cache.backend import BackendInfo, CacheBackend, KeyCount
-from ogcache.cache.exceptions import BackendError
+from ogcache.cache.exceptions import BackendBusyError, BackendError
 
 __all__ = [
     "BreakerBackend",
@@ -404,8 +404,12 @@ class BreakerBackend:
         self._start_prober()
 
     def _failed(self, exc: BaseException) -> None:
-        if isinstance(exc, BackendError) and not isinstance(exc, CircuitOpenError):
-            self.breaker.failure(exc)  # (a breaker in front of another one: not a failure)
+        # Not failures of the backend: a breaker in front of another one, and a burst that
+        # found every connection busy (the call never reached the backend).
+        if isinstance(exc, BackendError) and not isinstance(
+            exc, (CircuitOpenError, BackendBusyError)
+        ):
+            self.breaker.failure(exc)
 
     def _answered_late(self, start: float, end: float) -> None:
         """Slow, unless another call was answered in time meanwhile: then this one waited

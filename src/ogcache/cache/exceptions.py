@@ -7,6 +7,7 @@ The tree::
     ├── CacheConfigurationError a backend URL or option that cannot work (also a ValueError)
     ├── DecodeError             stored bytes that the namespace's codec cannot read
     └── BackendError            the store failed or timed out (driver errors are translated here)
+        └── BackendBusyError    no connection was free in time: this process is overloaded
 
 Data-path operations (``get``, ``set``, ``delete``, ``get_or_load`` and their ``_many`` forms)
 never raise ``BackendError``: they count and log it and degrade to a miss. Administrative
@@ -17,6 +18,7 @@ who asked to clear the cache must learn that nothing was cleared.
 from __future__ import annotations
 
 __all__ = [
+    "BackendBusyError",
     "BackendError",
     "CacheConfigurationError",
     "CacheError",
@@ -43,3 +45,10 @@ class DecodeError(CacheError):
 
 class BackendError(CacheError):
     """The cache store failed, was unreachable, or did not answer in time."""
+
+
+class BackendBusyError(BackendError):
+    """Every connection to the store stayed busy for ``pool_timeout``: the call never reached
+    the store. A burst in this process, not a sign that the store failed, so the circuit
+    breaker does not count it (a hung store is still caught by the calls in flight timing
+    out). Raise ``max_connections`` or ``pool_timeout`` if it happens often."""

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from ogcache.cache import BackendError, Cache, Namespace, RedisBackend
+from ogcache.cache import MISSING, BackendBusyError, BackendError, Cache, Namespace, RedisBackend
 from ogcache.cache.backends.redis import escape_glob
 from tests.conftest import unique_prefix
 from tests.support.redis_commands import counting_connection_class
@@ -92,7 +92,10 @@ async def test_count_keys_stops_at_its_bound(redis_url: str) -> None:
 async def test_a_thousand_concurrent_misses_wait_for_the_pool_instead_of_failing(
     redis_url: str,
 ) -> None:
-    cache = Cache(RedisBackend(redis_url, max_connections=8), prefix=unique_prefix())
+    # A pool_timeout far above the burst's length: the test is about waiting, not about how
+    # long a busy machine takes to serve 1,000 calls through 8 connections.
+    backend = RedisBackend(redis_url, max_connections=8, pool_timeout=30)
+    cache = Cache(backend, prefix=unique_prefix())
     loads = 0
 
     async def load() -> int:
@@ -107,8 +110,34 @@ async def test_a_thousand_concurrent_misses_wait_for_the_pool_instead_of_failing
         )
         assert results == [1] * 1000
         assert cache.stats()["item"].errors == 0
-    finally:
         await cache.clear()
+    finally:
+        await cache.close()
+
+
+async def test_a_full_pool_fails_after_pool_timeout_and_does_not_open_the_circuit(
+    redis_url: str,
+) -> None:
+    """A burst that finds every connection busy is this process's overload, not a failed
+    Redis: the call fails (the data path degrades to a miss) and the breaker stays closed."""
+    backend = RedisBackend(redis_url, max_connections=1, pool_timeout=0.1)
+    cache = Cache(backend, prefix=unique_prefix(), failure_threshold=1)
+    await cache.ping()
+    held = await backend._pool.get_connection()
+    try:
+        started = time.monotonic()
+        with pytest.raises(BackendBusyError, match=r"pool_timeout=0\.1"):
+            await backend.get("k")
+        assert 0.09 < time.monotonic() - started < 1
+        assert await cache.get(ITEMS, "k") is MISSING  # degraded to a miss
+        assert cache.stats()["item"].errors == 1
+        assert cache.backend.breaker.state.value == "closed"
+        await backend._pool.release(held)
+        await cache.set(ITEMS, "k", 1)
+        assert await cache.get(ITEMS, "k") == 1
+        await cache.clear()
+    finally:
+        await backend._pool.release(held)  # (released already: a no-op)
         await cache.close()
 
 

@@ -16,7 +16,14 @@ from typing import Any
 import pytest
 from redis.asyncio.connection import AbstractConnection
 
-from ogcache.cache import BackendError, Cache, CacheConfigurationError, Namespace, create_backend
+from ogcache.cache import (
+    BackendBusyError,
+    BackendError,
+    Cache,
+    CacheConfigurationError,
+    Namespace,
+    create_backend,
+)
 from ogcache.cache.backends.redis_cluster import RedisClusterBackend, parse_cluster_url
 from tests.conftest import unique_prefix
 from tests.support.cluster import RedisClusterProcesses, start_cluster
@@ -246,7 +253,8 @@ async def test_info_adds_up_the_primaries(redis_cluster: RedisClusterProcesses) 
 async def test_a_thousand_concurrent_misses_wait_for_a_connection_instead_of_failing(
     redis_cluster: RedisClusterProcesses,
 ) -> None:
-    backend = RedisClusterBackend(redis_cluster.url, max_connections=4)
+    # pool_timeout far above the burst's length: the test is about waiting (see test_redis).
+    backend = RedisClusterBackend(redis_cluster.url, max_connections=4, pool_timeout=30)
     cache = Cache(backend, prefix=unique_prefix())
 
     async def load() -> int:
@@ -259,8 +267,8 @@ async def test_a_thousand_concurrent_misses_wait_for_a_connection_instead_of_fai
         )
         assert results == [1] * 1000
         assert cache.stats()["item"].errors == 0
-    finally:
         await cache.clear()
+    finally:
         await cache.close()
 
 
@@ -271,7 +279,7 @@ async def test_a_full_pool_fails_after_pool_timeout_not_at_once(
     await backend.ping()
     async with backend._call("hold the only connection"):
         started = time.monotonic()
-        with pytest.raises(BackendError, match="pool_timeout"):
+        with pytest.raises(BackendBusyError, match="pool_timeout"):
             await backend.get("k")
         assert 0.09 < time.monotonic() - started < 1
     assert await backend.get("k") is None

@@ -53,7 +53,7 @@ from redis.exceptions import RedisClusterException
 from ogcache.cache.backend import BackendInfo, KeyCount
 from ogcache.cache.backends.redis import _ADD, _REPLACE_IF, _milliseconds, _translated, escape_glob
 from ogcache.cache.backends.redis_tracking import ConnectionFactory, RedisTrackingFeed, resp2
-from ogcache.cache.exceptions import CacheConfigurationError
+from ogcache.cache.exceptions import BackendBusyError, CacheConfigurationError
 
 __all__ = ["RedisClusterBackend", "parse_cluster_url"]
 
@@ -163,8 +163,9 @@ class RedisClusterBackend:
                     async with asyncio.timeout(self._pool_timeout):
                         await self._slots.acquire()
                 except TimeoutError:
-                    raise RedisConnectionError(
-                        f"no connection free within pool_timeout={self._pool_timeout} s"
+                    raise BackendBusyError(
+                        f"redis cluster: no connection free within pool_timeout="
+                        f"{self._pool_timeout} s: raise max_connections or pool_timeout"
                     ) from None
             else:
                 await self._slots.acquire()  # free: returns at once

@@ -20,8 +20,9 @@ from typing import Any
 
 from redis.asyncio import ConnectionPool
 from redis.asyncio.connection import AbstractConnection
-from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import MaxConnectionsError
+
+from ogcache.cache.exceptions import BackendBusyError
 
 __all__ = ["BoundedConnectionPool"]
 
@@ -58,8 +59,9 @@ class BoundedConnectionPool(ConnectionPool):
                 async with asyncio.timeout_at(deadline):
                     await waiter
             except TimeoutError:
-                raise RedisConnectionError(
-                    f"no connection free within {self.timeout} s (all {self.max_connections} busy)"
+                raise BackendBusyError(
+                    f"redis: no connection free within pool_timeout={self.timeout} s "
+                    f"(all {self.max_connections} busy): raise max_connections or pool_timeout"
                 ) from None
             except BaseException:
                 if waiter.done() and not waiter.cancelled():
