@@ -92,9 +92,12 @@ async def test_count_keys_stops_at_its_bound(redis_url: str) -> None:
 async def test_a_thousand_concurrent_misses_wait_for_the_pool_instead_of_failing(
     redis_url: str,
 ) -> None:
-    # A pool_timeout far above the burst's length: the test is about waiting, not about how
-    # long a busy machine takes to serve 1,000 calls through 8 connections.
-    backend = RedisBackend(redis_url, max_connections=8, pool_timeout=30)
+    # Timeouts far above the burst's length: the test is about waiting for the pool, not
+    # about how long a busy machine (a starved event loop) takes to serve 1,000 calls
+    # through 8 connections.
+    backend = RedisBackend(
+        redis_url, max_connections=8, pool_timeout=30, timeout=10, connect_timeout=10
+    )
     cache = Cache(backend, prefix=unique_prefix())
     loads = 0
 

@@ -253,8 +253,10 @@ async def test_info_adds_up_the_primaries(redis_cluster: RedisClusterProcesses) 
 async def test_a_thousand_concurrent_misses_wait_for_a_connection_instead_of_failing(
     redis_cluster: RedisClusterProcesses,
 ) -> None:
-    # pool_timeout far above the burst's length: the test is about waiting (see test_redis).
-    backend = RedisClusterBackend(redis_cluster.url, max_connections=4, pool_timeout=30)
+    # Timeouts far above the burst's length: the test is about waiting (see test_redis).
+    backend = RedisClusterBackend(
+        redis_cluster.url, max_connections=4, pool_timeout=30, timeout=10, connect_timeout=10
+    )
     cache = Cache(backend, prefix=unique_prefix())
 
     async def load() -> int:
