@@ -24,7 +24,6 @@ import asyncio
 import dataclasses
 import json
 import os
-import platform
 import sys
 import tempfile
 import time
@@ -35,7 +34,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from bench import http_load, peers, workload
 from bench import profile as hit_profile
-from bench._support import database_url, redis_url
+from bench._support import database_url, machine, redis_url
 from bench.consistency import CheckerResult, Mode, run_checker
 from bench.invalidation import add_parser as add_invalidation_parser
 from bench.invalidation import command as invalidation
@@ -195,11 +194,7 @@ def concurrency(args: argparse.Namespace) -> int:
     report: dict[str, Any] = {
         "generated_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "command": "python -m bench concurrency " + " ".join(sys.argv[2:]),
-        "machine": {
-            "cpus": os.cpu_count(),
-            "platform": platform.platform(),
-            "python": platform.python_version(),
-        },
+        "machine": machine(),
         "servers": {"database": _redact(db), "redis": _redact(redis)},
         "duration_s": round(time.monotonic() - began, 1),
         "verdict": verdict,
@@ -313,7 +308,6 @@ def resilience(args: argparse.Namespace) -> int:
     load_before = os.getloadavg()
     abandoned: list[str] = []
     results = asyncio.run(_resilience_runs(config, kinds, args.repeat, abandoned))
-    load_after = os.getloadavg()
     verdict: dict[str, bool] = {}
     for r in results:  # with --repeat, a check passes only if it passed in every run
         for check, passed in r.checks.items():
@@ -358,13 +352,7 @@ def resilience(args: argparse.Namespace) -> int:
     report: dict[str, Any] = {
         "generated_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "command": "python -m bench resilience " + " ".join(sys.argv[2:]),
-        "machine": {
-            "cpus": os.cpu_count(),
-            "platform": platform.platform(),
-            "python": platform.python_version(),
-            "load_average_before": [round(x, 2) for x in load_before],
-            "load_average_after": [round(x, 2) for x in load_after],
-        },
+        "machine": machine(load_before),
         "servers": {"database": _redact(db), "redis": "own redis-server per scenario"},
         "config": dataclasses.asdict(config),
         "repeat": args.repeat,

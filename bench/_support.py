@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import platform
 import queue
 import time
 import traceback
@@ -17,6 +18,20 @@ from sqlalchemy.engine import make_url
 
 DEFAULT_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
+
+
+def machine(load_before: Sequence[float] | None = None) -> dict[str, Any]:
+    """The machine a result was measured on, for its report: CPUs, platform, Python, and the
+    load averages when the run began (``os.getloadavg()`` then) and now."""
+    info: dict[str, Any] = {
+        "cpus": os.cpu_count(),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+    }
+    if load_before is not None:
+        info["load_average_before"] = [round(x, 2) for x in load_before]
+    info["load_average_after"] = [round(x, 2) for x in os.getloadavg()]
+    return info
 
 
 def database_url() -> str:

@@ -27,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 import re
 import secrets
 import shutil
@@ -422,9 +423,9 @@ def command(args: Any, database_url: str, results: Path) -> int:
         connections=args.connections,
         configurations=configurations,
     )
-    from bench.workload import machine
+    from bench._support import machine
 
-    load_before = machine()["load_average"]
+    load_before = os.getloadavg()
     result = asyncio.run(
         run_http(config, database_url=database_url, progress=lambda m: print(m, flush=True))
     )
@@ -441,7 +442,7 @@ def command(args: Any, database_url: str, results: Path) -> int:
     report = {
         "generated_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "command": "python -m bench http " + " ".join(sys.argv[2:]),
-        "machine": {**machine(), "load_average_before": load_before},
+        "machine": machine(load_before),
         **result.as_dict(),
     }
     output = Path(args.output) if args.output else results / "http.json"

@@ -41,7 +41,6 @@ import contextlib
 import json
 import multiprocessing
 import os
-import platform
 import statistics
 import sys
 import time
@@ -54,7 +53,7 @@ from typing import Any, Final, Literal
 from redis.asyncio import Redis
 from redis.asyncio.connection import AbstractConnection
 
-from bench._support import Gate, quantile, run_processes, unique_name
+from bench._support import Gate, machine, quantile, run_processes, unique_name
 from bench._support import redis_url as default_redis_url
 from ogcache.cache import MISSING, Cache, Namespace, RedisBackend
 from ogcache.cache.backends.redis_tracking import ConnectionFactory, RedisTrackingFeed
@@ -959,7 +958,6 @@ def command(args: argparse.Namespace) -> int:
         slack=args.slack_ms / 1000,
         coverage_rounds=args.coverage_rounds,
     )
-    load_after = os.getloadavg()
     print(
         f"\n{report.rounds_per_contender} rounds x {report.keys_per_round} invalidations per "
         f"contender, rounds interleaved, {report.interval_ms:g} ms apart; loaded reader: "
@@ -982,13 +980,7 @@ def command(args: argparse.Namespace) -> int:
     document = {
         "generated_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "command": "python -m bench invalidation " + " ".join(sys.argv[2:]),
-        "machine": {
-            "cpus": os.cpu_count(),
-            "platform": platform.platform(),
-            "python": platform.python_version(),
-            "load_average_before": [round(x, 2) for x in load_before],
-            "load_average_after": [round(x, 2) for x in load_after],
-        },
+        "machine": machine(load_before),
         "ratios": found,
         **report.as_dict(),
     }

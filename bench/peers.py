@@ -49,7 +49,6 @@ import asyncio
 import gc
 import importlib.metadata
 import os
-import platform
 import random
 import statistics
 import time
@@ -64,7 +63,7 @@ from urllib.parse import urlsplit
 import orjson
 from redis.asyncio import BlockingConnectionPool, ConnectionPool, Redis
 
-from bench._support import quantile
+from bench._support import machine, quantile
 from bench._support import redis_url as default_redis_url
 from ogcache.cache import BackendOptions, Cache, Namespace, create_backend
 
@@ -673,13 +672,7 @@ async def run_peers(
         row["x_raw_p50"] = round(row["hit_p50_us"] / raw_p50, 3) if raw_p50 else None
     report: dict[str, Any] = {
         "generated_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        "machine": {
-            "cpus": os.cpu_count(),
-            "platform": platform.platform(),
-            "python": platform.python_version(),
-            "load_average_before": [round(x, 2) for x in load_before],
-            "load_average_after": [round(x, 2) for x in os.getloadavg()],
-        },
+        "machine": machine(load_before),
         "versions": _versions(),
         "config": {k: v for k, v in asdict(config).items() if k != "redis_url"},
         "payload_bytes": len(orjson.dumps(profile(0))),

@@ -48,7 +48,6 @@ import itertools
 import json
 import logging
 import os
-import platform
 import random
 import secrets
 import sys
@@ -67,7 +66,14 @@ from sqlalchemy import event, insert
 from sqlalchemy.engine import make_url
 from tests.support.servers import RedisProcess, free_port
 
-from bench._support import asyncpg_dsn, create_database, drop_database, quantile, unique_name
+from bench._support import (
+    asyncpg_dsn,
+    create_database,
+    drop_database,
+    machine,
+    quantile,
+    unique_name,
+)
 from ogcache.cache import MISSING, Cache, Namespace
 from ogcache.config import Settings, load_settings
 from ogcache.db.models import AuthSession, Conversation, UserProfile, utc_now
@@ -967,15 +973,6 @@ def format_report(result: WorkloadResult) -> str:
 # --- command --------------------------------------------------------------------------------
 
 
-def machine() -> dict[str, Any]:
-    return {
-        "cpus": os.cpu_count(),
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-        "load_average": [round(x, 2) for x in os.getloadavg()],
-    }
-
-
 def add_parser(commands: Any) -> None:
     defaults = WorkloadConfig()
     parser = commands.add_parser(
@@ -1040,7 +1037,7 @@ def command(args: Any, database_url: str, results: Path) -> int:
         user_ttl=args.ttl,
         seed=args.seed,
     )
-    load_before = machine()["load_average"]
+    load_before = os.getloadavg()
     result = asyncio.run(
         run_workload(
             config,
@@ -1061,7 +1058,7 @@ def command(args: Any, database_url: str, results: Path) -> int:
     report = {
         "generated_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "command": "python -m bench workload " + " ".join(sys.argv[2:]),
-        "machine": {**machine(), "load_average_before": load_before},
+        "machine": machine(load_before),
         "redis": args.redis_url or "own redis-server",
         **result.as_dict(),
     }
