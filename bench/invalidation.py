@@ -56,7 +56,7 @@ from redis.asyncio.connection import AbstractConnection
 from bench._support import Gate, machine, quantile, run_processes, unique_name
 from bench._support import redis_url as default_redis_url
 from ogcache.cache import MISSING, Cache, Namespace, RedisBackend
-from ogcache.cache.backends.redis_tracking import ConnectionFactory, RedisTrackingFeed
+from ogcache.cache.backends.redis_tracking import RedisTrackingFeed
 from ogcache.cache.local import NOT_FOUND
 
 __all__ = [
@@ -122,37 +122,11 @@ class PubSubFeed(RedisTrackingFeed):
         super().__init__("", nodes)
         self._channel = channel
 
-    async def _subscribe(self, factory: ConnectionFactory) -> AbstractConnection:
-        connection = factory()
-        await connection.connect()  # type: ignore[no-untyped-call]
-        await connection.send_command("SUBSCRIBE", self._channel)
-        reply = await connection.read_response()
-        if not (isinstance(reply, list) and reply[:1] == [b"subscribe"]):
-            raise ConnectionError(f"unexpected reply to SUBSCRIBE: {reply!r}")
-        return connection
+    async def _track(self, connection: AbstractConnection) -> None:
+        pass  # no key tracking: the writers publish
 
-    async def _relay(self, address: str, connection: AbstractConnection) -> None:
-        # RedisTrackingFeed._relay, with the channel's payload parsed instead.
-        pinged = False
-        while True:
-            message: Any = await connection.read_response(timeout=self._heartbeat)
-            now = time.monotonic()
-            if message is None:
-                if not pinged:
-                    await connection.send_command("PING")
-                    pinged = True
-                if now - self._heard[address] <= self._max_silence:
-                    continue
-                message = await connection.read_response(timeout=self._heartbeat)
-                if message is None:
-                    raise TimeoutError(f"{address} silent for {self._max_silence} s")
-                now = time.monotonic()
-            self._heard[address] = now
-            pinged = False
-            self._refresh_live()
-            if isinstance(message, list) and message[:2] == [b"message", self._channel]:
-                self.messages += 1
-                self._changed(message[2].decode().split("\n"))
+    def _keys(self, payload: Any) -> list[str] | None:
+        return payload.decode().split("\n")  # type: ignore[no-any-return]
 
 
 class PubSubRedisBackend(RedisBackend):

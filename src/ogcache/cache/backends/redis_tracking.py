@@ -48,6 +48,8 @@ class RedisTrackingFeed:
     a failover or a resharding, and the feed starts over.
     """
 
+    _channel: bytes = _CHANNEL
+
     def __init__(
         self,
         prefix: str,
@@ -160,6 +162,15 @@ class RedisTrackingFeed:
     async def _subscribe(self, factory: ConnectionFactory) -> AbstractConnection:
         connection = factory()
         await connection.connect()  # type: ignore[no-untyped-call]
+        await self._track(connection)
+        await _send(connection, "SUBSCRIBE", self._channel)
+        reply = await connection.read_response()
+        if not (isinstance(reply, list) and reply[:1] == [b"subscribe"]):
+            raise ConnectionError(f"unexpected reply to SUBSCRIBE: {reply!r}")
+        return connection
+
+    async def _track(self, connection: AbstractConnection) -> None:
+        """Have Redis send the names of changed keys under the prefix to this connection."""
         await _send(connection, "CLIENT", "ID")
         client_id = await connection.read_response()
         await _send(
@@ -167,11 +178,6 @@ class RedisTrackingFeed:
             "CLIENT", "TRACKING", "on", "REDIRECT", client_id, "BCAST", "PREFIX", self._prefix,
         )  # fmt: skip
         await _expect(connection, b"OK")
-        await _send(connection, "SUBSCRIBE", _CHANNEL)
-        reply = await connection.read_response()
-        if not (isinstance(reply, list) and reply[:1] == [b"subscribe"]):
-            raise ConnectionError(f"unexpected reply to SUBSCRIBE: {reply!r}")
-        return connection
 
     async def _relay(self, address: str, connection: AbstractConnection) -> None:
         pinged = False
@@ -193,10 +199,13 @@ class RedisTrackingFeed:
             self._heard[address] = now
             pinged = False
             self._refresh_live()
-            if isinstance(message, list) and message[:2] == [b"message", _CHANNEL]:
+            if isinstance(message, list) and message[:2] == [b"message", self._channel]:
                 self.messages += 1
-                keys = message[2]
-                self._changed(None if keys is None else [key.decode() for key in keys])
+                self._changed(self._keys(message[2]))
+
+    def _keys(self, payload: Any) -> list[str] | None:
+        """The keys a message on the channel names; None: every key (a flush)."""
+        return None if payload is None else [key.decode() for key in payload]
 
 
 async def _send(connection: AbstractConnection, *command: Any) -> None:
