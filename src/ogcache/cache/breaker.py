@@ -548,6 +548,11 @@ class BreakerBackend:
             self._inflight -= 1
             self._failed(exc)
             raise
+        self._answered(start)
+        return result
+
+    def _answered(self, start: float) -> None:
+        """A call sent at ``start`` was answered: in time, or late (see ``_answered_late``)."""
         end = _now()
         self._inflight -= 1
         if end - start > self._slow_after:
@@ -555,7 +560,6 @@ class BreakerBackend:
         else:
             self._replied = end
             self.breaker.consecutive_failures = 0
-        return result
 
     async def _confirm_stall(self, seen_at: float) -> float:
         """A stall seen: give the loop the turns it needs to deliver answers that were only
@@ -589,13 +593,7 @@ class BreakerBackend:
             self._inflight -= 1
             self._failed(exc)
             raise
-        end = _now()
-        self._inflight -= 1
-        if end - start > self._slow_after:
-            self._answered_late(start, end)
-        else:
-            self._replied = end
-            self.breaker.consecutive_failures = 0
+        self._answered(start)
         return value
 
     async def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
