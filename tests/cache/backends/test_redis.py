@@ -118,6 +118,19 @@ async def test_a_thousand_concurrent_misses_wait_for_the_pool_instead_of_failing
         await cache.close()
 
 
+async def test_a_new_connection_sends_nothing_before_its_first_command(redis_url: str) -> None:
+    """No HELLO, no CLIENT SETINFO: each is a round trip before a new connection's first
+    command (a burst opening connections to a Redis far away waited for them)."""
+    backend = RedisBackend(redis_url)
+    try:
+        info = await backend._client.client_info()
+    finally:
+        await backend.close()
+    assert info["resp"] == "2"
+    assert info.get("lib-name", "") == ""
+    assert info.get("lib-ver", "") == ""
+
+
 async def test_a_full_pool_fails_after_pool_timeout_and_does_not_open_the_circuit(
     redis_url: str,
 ) -> None:

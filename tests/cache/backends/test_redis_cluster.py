@@ -81,6 +81,17 @@ def writes(monkeypatch: pytest.MonkeyPatch) -> Counter[int]:
     return counted
 
 
+async def test_a_new_connection_sends_nothing_before_its_first_command(
+    cluster_cache: Cache,
+) -> None:
+    """As on a single node (no HELLO, no CLIENT SETINFO): a round trip each, per node."""
+    backend = cluster_cache.backend.inner
+    assert isinstance(backend, RedisClusterBackend)
+    info = await backend._client.client_info()
+    assert info["resp"] == "2"
+    assert info.get("lib-name", "") == ""
+
+
 async def test_a_batch_spreads_over_every_primary_and_is_read_written_and_deleted(
     cluster_cache: Cache, redis_cluster: RedisClusterProcesses
 ) -> None:

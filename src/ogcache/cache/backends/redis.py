@@ -22,7 +22,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisClusterException, RedisError
 
 from ogcache.cache.backend import BackendInfo, KeyCount
-from ogcache.cache.backends.redis_pool import BoundedConnectionPool
+from ogcache.cache.backends.redis_pool import LEAN_HANDSHAKE, BoundedConnectionPool
 from ogcache.cache.backends.redis_tracking import ConnectionFactory, RedisTrackingFeed, resp2
 from ogcache.cache.exceptions import BackendError, CacheConfigurationError
 
@@ -101,6 +101,7 @@ class RedisBackend:
         try:
             pool = self._connection_pool(
                 url,
+                **LEAN_HANDSHAKE,
                 max_connections=max_connections,
                 timeout=pool_timeout,
                 socket_timeout=timeout,

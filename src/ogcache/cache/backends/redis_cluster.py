@@ -52,6 +52,7 @@ from redis.exceptions import RedisClusterException
 
 from ogcache.cache.backend import BackendInfo, KeyCount
 from ogcache.cache.backends.redis import _ADD, _REPLACE_IF, _milliseconds, _translated, escape_glob
+from ogcache.cache.backends.redis_pool import LEAN_HANDSHAKE
 from ogcache.cache.backends.redis_tracking import ConnectionFactory, RedisTrackingFeed, resp2
 from ogcache.cache.exceptions import BackendBusyError, CacheConfigurationError
 
@@ -128,6 +129,7 @@ class RedisClusterBackend:
             raise CacheConfigurationError("redis-cluster backend: max_connections must be >= 1")
         nodes, url_options = parse_cluster_url(url)
         options: dict[str, Any] = {
+            **LEAN_HANDSHAKE,
             "max_connections": max_connections,  # per node
             "socket_timeout": timeout,
             "socket_connect_timeout": connect_timeout,

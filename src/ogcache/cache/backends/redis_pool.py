@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from typing import Any
+from typing import Any, Final
 
 from redis.asyncio import ConnectionPool
 from redis.asyncio.connection import AbstractConnection
@@ -24,7 +24,13 @@ from redis.exceptions import MaxConnectionsError
 
 from ogcache.cache.exceptions import BackendBusyError
 
-__all__ = ["BoundedConnectionPool"]
+__all__ = ["LEAN_HANDSHAKE", "BoundedConnectionPool"]
+
+# Connection options that send nothing before a new connection's first command: RESP2 needs
+# no HELLO, and redis-py's CLIENT SETINFO (library name and version) is off. Each is a round
+# trip: with a Redis 0.2 s away, a burst's new connections took 0.8 s instead of 0.2 s. A URL
+# option (``?protocol=3``) still wins.
+LEAN_HANDSHAKE: Final[dict[str, Any]] = {"protocol": 2, "driver_info": None}
 
 
 class BoundedConnectionPool(ConnectionPool):
