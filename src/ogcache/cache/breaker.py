@@ -224,8 +224,8 @@ class CircuitBreaker:
         self.suspicions += 1
         self.failed_while_suspect = None
         self._set(BreakerState.SUSPECT)
-        logger.debug(
-            "cache backend suspected (no answer in time); probing",
+        logger.info(
+            "cache backend suspected (no answer in time); skipping it while a probe decides",
             extra={"event": "cache.circuit_suspect"},
         )
         return True
@@ -264,7 +264,10 @@ class CircuitBreaker:
             self.false_alarms += 1
             settling = self._clock() < self._settle_until  # suspected while settling
             self._set(BreakerState.SETTLING if settling else BreakerState.CLOSED)
-            logger.debug("cache backend answers: false alarm", extra={"event": "cache.circuit_ok"})
+            logger.info(
+                "cache backend answers in time: a false alarm, using it again",
+                extra={"event": "cache.circuit_ok"},
+            )
         elif self.state is BreakerState.HALF_OPEN:
             was_open = self._clock() - self._left_closed_at
             self._settle_until = self._clock() + self.recovery_settle
