@@ -94,6 +94,21 @@ class Settings(BaseSettings):
     seed_demo_data: bool = False
     refresh_interval: Annotated[float, Field(ge=0)] = 240
     max_body_bytes: Annotated[int, Field(ge=1024, le=64 * 1024 * 1024)] = 256 * 1024
+    # What one request may send besides its body (docs/security.md).
+    max_header_bytes: Annotated[int, Field(ge=1024, le=1024 * 1024)] = 16 * 1024
+    request_read_timeout: Seconds = 20
+    # What one user may store (docs/security.md); a write past a limit is refused with 409.
+    max_sessions_per_user: Annotated[int, Field(ge=1, le=10_000)] = 20
+    max_session_bytes_per_user: Annotated[int, Field(ge=1024)] = 512 * 1024
+    max_conversations_per_user: Annotated[int, Field(ge=1)] = 1000
+    max_messages_per_conversation: Annotated[int, Field(ge=1)] = 2000
+    max_preferences_keys: Annotated[int, Field(ge=1, le=10_000)] = 100
+    max_preferences_bytes: Annotated[int, Field(ge=256)] = 16 * 1024
+    # Messages of a conversation kept in its cache entry (newest first); older ones are paged.
+    conversation_window: Annotated[int, Field(ge=1, le=500)] = 50
+    # GET /api/cache and /metrics: the key count and memory figures are recomputed at most
+    # this often and shared, so anonymous callers cannot make Redis scan on demand.
+    stats_max_age: Annotated[float, Field(ge=0)] = 10
 
     @field_validator("database_url")
     @classmethod

@@ -7,6 +7,7 @@ The tree::
     ├── InvalidInputError        a caller passed something unusable (also a ValueError)
     ├── NotFoundError            the user, conversation or item does not exist
     ├── ConflictError            the write contradicts stored data (e.g. a Telegram id in use)
+    ├── LimitExceededError       the write would take a user past a storage limit (a setting)
     ├── AuthenticationError      a bearer token is missing, malformed, expired, tampered,
     │                            revoked, or belongs to a blocked or unknown user
     └── UnavailableError         a store with no database copy (the session store) is down
@@ -19,6 +20,7 @@ __all__ = [
     "ConfigurationError",
     "ConflictError",
     "InvalidInputError",
+    "LimitExceededError",
     "NotFoundError",
     "OgcacheError",
     "UnavailableError",
@@ -43,6 +45,11 @@ class NotFoundError(OgcacheError):
 
 class ConflictError(OgcacheError):
     """The write contradicts what is stored."""
+
+
+class LimitExceededError(OgcacheError):
+    """The write would take one user past a storage limit; the message names the limit and
+    its setting. Nothing was written."""
 
 
 class AuthenticationError(OgcacheError):

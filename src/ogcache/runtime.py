@@ -27,6 +27,7 @@ from ogcache.services import (
     ProfileService,
     ServiceContext,
     SessionService,
+    StorageLimits,
     WarmupService,
 )
 
@@ -95,7 +96,12 @@ class Runtime:
         engine = create_engine(settings.database_url)
         db = create_session_factory(engine)
         namespaces = AppNamespaces.from_settings(settings)
-        context = ServiceContext(db=db, cache=cache, namespaces=namespaces)
+        context = ServiceContext(
+            db=db,
+            cache=cache,
+            namespaces=namespaces,
+            limits=StorageLimits.from_settings(settings),
+        )
         if settings.jwt_secret is not None:
             secret = settings.jwt_secret.get_secret_value()
         else:

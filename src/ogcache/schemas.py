@@ -8,18 +8,22 @@ from __future__ import annotations
 
 import math
 import uuid
+from collections.abc import Iterable
 from datetime import date, datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Final, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 __all__ = [
+    "MAX_JSON_DEPTH",
     "AuthIdentity",
     "Channel",
     "ConversationCreate",
     "ConversationPublic",
     "ConversationSummary",
     "IssuedToken",
+    "JsonObject",
+    "JsonValue",
     "MenuItemCreate",
     "MenuItemPublic",
     "MenuItemUpdate",
@@ -41,6 +45,37 @@ UserId = str
 TelegramUserId = int
 
 USER_ID_PATTERN = r"^[A-Za-z0-9_.:@-]{1,128}$"
+
+# Free-form JSON a client stores (preferences, session data) nests at most this deep, so that
+# every value we accept can be encoded, cached, read back and answered (the JSON libraries
+# stop between 200 and 255 levels, and a value near that would poison its own record).
+MAX_JSON_DEPTH: Final = 32
+
+
+def check_json(value: Any) -> Any:
+    """``value`` if it is JSON we store: nested at most ``MAX_JSON_DEPTH`` deep (a scalar is
+    depth 0, ``{}`` depth 1), with finite numbers only; ``ValueError`` saying why otherwise."""
+    pending: list[tuple[Any, int]] = [(value, 0)]
+    while pending:
+        item, depth = pending.pop()
+        if isinstance(item, float) and not math.isfinite(item):
+            # NaN and Infinity are not JSON: PostgreSQL refuses them, a JSON encoder nulls them.
+            raise ValueError("numbers must be finite (no NaN or Infinity)")
+        children: Iterable[Any]
+        if isinstance(item, dict):
+            children = item.values()
+        elif isinstance(item, list):
+            children = item
+        else:
+            continue
+        if depth >= MAX_JSON_DEPTH:
+            raise ValueError(f"JSON must nest at most {MAX_JSON_DEPTH} levels deep")
+        pending.extend((child, depth + 1) for child in children)
+    return value
+
+
+JsonValue = Annotated[Any, AfterValidator(check_json)]
+JsonObject = Annotated[dict[str, Any], AfterValidator(check_json)]
 
 
 class _Public(BaseModel):
@@ -73,30 +108,12 @@ class ProfileUpdate(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    preferences: dict[str, Any] | None = Field(default=None, max_length=100)
+    preferences: JsonObject | None = Field(default=None, max_length=100)
     telegram_username: str | None = Field(default=None, max_length=64)
     notes: str | None = Field(default=None, max_length=4000)
     loyalty_points: int | None = Field(default=None, ge=0, le=10_000_000)
     is_blocked: bool | None = None
     blocked_reason: str | None = Field(default=None, max_length=500)
-
-    @field_validator("preferences")
-    @classmethod
-    def _finite_numbers(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
-        # NaN and Infinity are not JSON: PostgreSQL refuses them, SQLite would store them.
-        if value is not None and not _all_finite(value):
-            raise ValueError("numbers in preferences must be finite (no NaN or Infinity)")
-        return value
-
-
-def _all_finite(value: Any) -> bool:
-    if isinstance(value, float):
-        return math.isfinite(value)
-    if isinstance(value, dict):
-        return all(_all_finite(item) for item in value.values())
-    if isinstance(value, list):
-        return all(_all_finite(item) for item in value)
-    return True
 
 
 class MessagePublic(_Public):

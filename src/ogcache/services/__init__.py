@@ -2,7 +2,7 @@
 
 from ogcache.services.analytics import AnalyticsService
 from ogcache.services.auth import AuthService, token_digest
-from ogcache.services.base import ServiceContext
+from ogcache.services.base import ServiceContext, StorageLimits
 from ogcache.services.conversations import ConversationService
 from ogcache.services.menu import MenuService
 from ogcache.services.namespaces import AppNamespaces
@@ -19,6 +19,7 @@ __all__ = [
     "ProfileService",
     "ServiceContext",
     "SessionService",
+    "StorageLimits",
     "WarmupReport",
     "WarmupService",
     "token_digest",

@@ -1,15 +1,41 @@
-"""What every cached service holds: the database session factory, the cache, the namespaces."""
+"""What every cached service holds: the database session factory, the cache, the namespaces,
+and the limits on what one user may store."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field, fields
+from typing import TYPE_CHECKING
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from ogcache.cache import Cache
 from ogcache.services.namespaces import AppNamespaces
 
-__all__ = ["ServiceContext"]
+if TYPE_CHECKING:
+    from ogcache.config import Settings
+
+__all__ = ["ServiceContext", "StorageLimits"]
+
+
+@dataclass(frozen=True, slots=True)
+class StorageLimits:
+    """What one user may store; each field is the ``OGCACHE_`` setting of the same name.
+
+    A write past a limit raises :class:`~ogcache.errors.LimitExceededError` and stores nothing.
+    """
+
+    max_sessions_per_user: int = 20
+    max_session_bytes_per_user: int = 512 * 1024
+    max_conversations_per_user: int = 1000
+    max_messages_per_conversation: int = 2000
+    max_preferences_keys: int = 100
+    max_preferences_bytes: int = 16 * 1024
+    # Messages of a conversation kept in its cache entry and answered with it (the newest).
+    conversation_window: int = 50
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> StorageLimits:
+        return cls(**{f.name: getattr(settings, f.name) for f in fields(cls)})
 
 
 @dataclass(frozen=True, slots=True)
@@ -20,3 +46,4 @@ class ServiceContext:
     db: async_sessionmaker[AsyncSession]
     cache: Cache
     namespaces: AppNamespaces
+    limits: StorageLimits = field(default_factory=StorageLimits)
