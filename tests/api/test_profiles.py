@@ -114,15 +114,65 @@ async def test_the_admin_creates_a_profile_from_a_telegram_id(client: httpx.Asyn
     assert by_telegram.json()["telegram_username"] == "new_on_tg"
 
 
-async def test_a_user_links_their_own_telegram_account(
+async def test_a_user_cannot_claim_a_telegram_account(
+    client: httpx.AsyncClient, alice: dict
+) -> None:
+    victim = 5151
+    body = {"user_id": ALICE, "telegram_user_id": victim}
+    error = assert_error(await client.post("/api/profiles", json=body, headers=alice), 403)
+    assert "telegram_user_id" in error["message"]
+    assert_error(await client.get(f"/api/profiles/by-telegram/{victim}", headers=ADMIN), 404)
+    # The bot then creates the victim's own profile, and the victim's chats stay the victim's.
+    created = await client.post("/api/profiles", json={"telegram_user_id": victim}, headers=ADMIN)
+    assert created.status_code == 200
+    assert created.json()["user_id"] == f"tg_{victim}"
+    chat = {"user_id": f"tg_{victim}", "channel": "telegram"}
+    conversation = await client.post("/api/conversations", json=chat, headers=ADMIN)
+    conversation_id = conversation.json()["id"]
+    assert_error(await client.get(f"/api/conversations/{conversation_id}", headers=alice), 404)
+
+
+async def test_a_user_cannot_tell_which_telegram_ids_are_linked(
+    client: httpx.AsyncClient, alice: dict
+) -> None:
+    answers = []
+    for telegram_user_id in (DIMA_TELEGRAM_ID, 777_777):  # linked to Dima; linked to nobody
+        body = {"user_id": ALICE, "telegram_user_id": telegram_user_id}
+        response = await client.post("/api/profiles", json=body, headers=alice)
+        answers.append((response.status_code, response.json()))
+    assert answers[0] == answers[1]
+    assert answers[0][0] == 403
+
+
+async def test_a_user_cannot_set_a_telegram_username(
+    client: httpx.AsyncClient, alice: dict
+) -> None:
+    body = {"user_id": ALICE, "telegram_username": "durov"}
+    assert_error(await client.post("/api/profiles", json=body, headers=alice), 403, "forbidden")
+    patch = {"telegram_username": "durov"}
+    response = await client.patch(f"/api/profiles/{ALICE}", json=patch, headers=alice)
+    assert "telegram_username" in assert_error(response, 403, "forbidden")["message"]
+    read = await client.get(f"/api/profiles/{ALICE}", headers=alice)
+    assert read.json()["telegram_username"] is None
+
+
+async def test_the_admin_links_a_telegram_account_to_a_profile(
     client: httpx.AsyncClient, alice: dict
 ) -> None:
     body = {"user_id": ALICE, "telegram_user_id": 5151, "telegram_username": "alice_tg"}
-    linked = await client.post("/api/profiles", json=body, headers=alice)
+    linked = await client.post("/api/profiles", json=body, headers=ADMIN)
     assert linked.status_code == 200
     assert linked.json()["telegram_user_id"] == 5151
     read = await client.get("/api/profiles/by-telegram/5151", headers=alice)
     assert read.json()["user_id"] == ALICE
+
+
+async def test_a_user_gets_their_own_profile_through_post(
+    client: httpx.AsyncClient, alice: dict
+) -> None:
+    response = await client.post("/api/profiles", json={"user_id": ALICE}, headers=alice)
+    assert response.status_code == 200
+    assert response.json()["user_id"] == ALICE
 
 
 async def test_a_user_cannot_get_or_create_another_users_profile(
@@ -145,10 +195,10 @@ async def test_get_or_create_without_any_id_is_400(client: httpx.AsyncClient) ->
 
 
 async def test_linking_a_telegram_id_held_by_another_user_is_409(
-    client: httpx.AsyncClient, alice: dict
+    client: httpx.AsyncClient,
 ) -> None:
     body = {"user_id": ALICE, "telegram_user_id": DIMA_TELEGRAM_ID}
-    assert_error(await client.post("/api/profiles", json=body, headers=alice), 409, "conflict")
+    assert_error(await client.post("/api/profiles", json=body, headers=ADMIN), 409, "conflict")
 
 
 # --- PATCH -----------------------------------------------------------------------------------
@@ -168,9 +218,9 @@ async def test_patch_merges_preferences_and_the_next_read_shows_it(
     assert read.json()["preferences"] == expected
 
 
-async def test_a_user_sets_their_telegram_username(client: httpx.AsyncClient, alice: dict) -> None:
+async def test_the_admin_sets_a_telegram_username(client: httpx.AsyncClient, alice: dict) -> None:
     patch = {"telegram_username": "alice_again"}
-    response = await client.patch(f"/api/profiles/{ALICE}", json=patch, headers=alice)
+    response = await client.patch(f"/api/profiles/{ALICE}", json=patch, headers=ADMIN)
     assert response.status_code == 200
     read = await client.get(f"/api/profiles/{ALICE}", headers=alice)
     assert read.json()["telegram_username"] == "alice_again"
@@ -220,6 +270,71 @@ async def test_a_blocked_users_token_fails_on_the_next_request(
         await client.patch(f"/api/profiles/{ALICE}", json=patch, headers=ADMIN)
     ).status_code == 200
     assert_error(await client.get("/api/auth/me", headers=alice), 401, "unauthorized")
+
+
+def nested(depth: int) -> object:
+    """A JSON value ``depth`` levels deep: lists in lists around a number."""
+    value: object = 1
+    for _ in range(depth):
+        value = [value]
+    return value
+
+
+@pytest.mark.parametrize("depth", [33, 240, 300])
+async def test_deeply_nested_preferences_are_refused_and_the_profile_stays_readable(
+    client: httpx.AsyncClient, alice: dict, depth: int
+) -> None:
+    patch = {"preferences": {"a": nested(depth - 1)}}  # the preferences object is one level
+    response = await client.patch(f"/api/profiles/{ALICE}", json=patch, headers=alice)
+    assert "32 levels" in assert_error(response, 422, "validation_error")["message"]
+    for _ in range(2):  # a miss, then a hit
+        read = await client.get(f"/api/profiles/{ALICE}", headers=alice)
+        assert read.status_code == 200
+        assert "a" not in read.json()["preferences"]
+
+
+async def test_preferences_nested_to_the_limit_are_stored_and_read_back(
+    client: httpx.AsyncClient, alice: dict
+) -> None:
+    patch = {"preferences": {"a": nested(31)}}
+    response = await client.patch(f"/api/profiles/{ALICE}", json=patch, headers=alice)
+    assert response.status_code == 200
+    for _ in range(2):
+        read = await client.get(f"/api/profiles/{ALICE}", headers=alice)
+        assert read.json()["preferences"]["a"] == nested(31)
+
+
+async def test_stored_preferences_are_bounded_across_patches(
+    client: httpx.AsyncClient, alice: dict
+) -> None:
+    before = (await client.get(f"/api/profiles/{ALICE}", headers=alice)).json()["preferences"]
+    patch = {"preferences": {f"k{n}": n for n in range(100 - len(before))}}
+    assert (await client.patch(f"/api/profiles/{ALICE}", json=patch, headers=alice)).is_success
+    one_more = {"preferences": {"one_more": 1}}
+    response = await client.patch(f"/api/profiles/{ALICE}", json=one_more, headers=alice)
+    assert (
+        "OGCACHE_MAX_PREFERENCES_KEYS" in assert_error(response, 409, "limit_exceeded")["message"]
+    )
+    # Removing keys is always allowed, and makes room.
+    freed = {"preferences": {"k0": None, "one_more": 1}}
+    assert (await client.patch(f"/api/profiles/{ALICE}", json=freed, headers=alice)).is_success
+    read = (await client.get(f"/api/profiles/{ALICE}", headers=alice)).json()["preferences"]
+    assert len(read) == 100
+    assert "k0" not in read
+
+
+async def test_stored_preferences_are_bounded_in_bytes(
+    client: httpx.AsyncClient, alice: dict
+) -> None:
+    for n in range(3):  # 3 x 6 KB: the third takes the profile past 16 KiB
+        patch = {"preferences": {f"big{n}": "x" * 6000}}
+        response = await client.patch(f"/api/profiles/{ALICE}", json=patch, headers=alice)
+    assert (
+        "OGCACHE_MAX_PREFERENCES_BYTES" in assert_error(response, 409, "limit_exceeded")["message"]
+    )
+    read = (await client.get(f"/api/profiles/{ALICE}", headers=alice)).json()["preferences"]
+    assert "big1" in read
+    assert "big2" not in read
 
 
 async def test_null_for_a_field_that_cannot_be_null_is_refused(

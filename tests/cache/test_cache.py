@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from typing import Any
 
 import pytest
 from pydantic import BaseModel
@@ -269,3 +270,46 @@ async def test_unencodable_value_is_not_cached_and_does_not_raise(cache: Cache) 
     assert not await cache.set(ITEMS, "k", {"bad": object()})
     assert await cache.get(ITEMS, "k") is MISSING
     assert cache.stats()["item"].errors == 1
+
+
+# --- values that could not be read back --------------------------------------------------
+
+FREE_FORM = Namespace("free", ttl=60, codec=ModelCodec(dict[str, Any]))
+
+
+def nested(depth: int) -> object:
+    value: object = 1
+    for _ in range(depth):
+        value = [value]
+    return value
+
+
+async def test_a_value_too_deep_to_read_back_is_refused_before_it_is_stored(
+    cache: Cache,
+) -> None:
+    await cache.set(FREE_FORM, "k", {"shallow": True})
+    assert not await cache.set(FREE_FORM, "k", {"a": nested(220)})  # pydantic reads ~200 back
+    assert await cache.get(FREE_FORM, "k") == {"shallow": True}  # the old value, untouched
+    assert cache.stats()["free"].errors == 1
+
+
+async def test_a_loaded_value_too_deep_to_read_back_is_answered_not_cached(
+    cache: Cache,
+) -> None:
+    loads = 0
+
+    async def load() -> dict[str, Any]:
+        nonlocal loads
+        loads += 1
+        return {"a": nested(220)}
+
+    for _ in range(2):
+        assert await cache.get_or_load(FREE_FORM, "deep", load) == {"a": nested(220)}
+    assert loads == 2
+    assert await cache.backend.get(cache.full_key(FREE_FORM, "deep")) is None  # nor a lease
+
+
+async def test_a_value_with_many_brackets_that_reads_back_is_stored(cache: Cache) -> None:
+    value = {"a": nested(150), "many": [[n] for n in range(500)]}
+    assert await cache.set(FREE_FORM, "k", value)
+    assert await cache.get(FREE_FORM, "k") == value

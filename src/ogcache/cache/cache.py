@@ -83,6 +83,16 @@ class _Found(Generic[T]):
 _ABSENT: Final[_Found[Any]] = _Found(_State.MISSING)
 
 
+# A payload with fewer JSON openers than this cannot nest deep enough for a codec to refuse
+# reading it back (pydantic stops near 200 levels, orjson near 1,024), so only payloads with
+# more are decoded once before they are stored. Two byte counts: ~1 us per 100 KB.
+_ROUND_TRIP_CHECK_FROM: Final = 128
+
+
+class _Unreadable(Exception):
+    """A value the namespace's codec encodes but could not decode (nested too deep)."""
+
+
 class _TooLarge(Exception):
     def __init__(self, namespace: Namespace[Any], size: int) -> None:
         super().__init__(f"{size}-byte value of {namespace.name} is too large to cache")
@@ -289,6 +299,8 @@ class Cache:
     ) -> tuple[bytes, float]:
         """The stored bytes and the key's lifetime (the logical TTL plus any stale grace).
 
+        A value its codec could not read back is refused here, before anything is stored: a
+        stored one would be a miss on every read, reloaded and refused again.
         A namespace's TTL is jittered both ways; a TTL given by the caller is an upper bound
         (a token's remaining life, say), so it is only ever shortened.
         """
@@ -301,6 +313,11 @@ class Cache:
             seconds *= 1 + self.ttl_jitter * (2 * spread - 1)
         if len(payload) > self.max_value_bytes:
             raise _TooLarge(namespace, len(payload))
+        if payload.count(b"[") + payload.count(b"{") >= _ROUND_TRIP_CHECK_FROM:
+            try:
+                namespace.codec.loads(payload)
+            except DecodeError as exc:
+                raise _Unreadable(f"it could not be read back ({exc})") from exc
         data = wrap(
             payload, write_id=new_token(), expires_at=self._clock() + seconds, load_time=load_time
         )

@@ -10,6 +10,7 @@ import re
 from datetime import datetime
 from typing import Any
 
+import orjson
 from sqlalchemy import delete, select
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
@@ -19,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from ogcache.cache import Namespace
 from ogcache.db.locking import lock_for_write
 from ogcache.db.models import AuthSession, Conversation, UserProfile, utc_now
-from ogcache.errors import ConflictError, InvalidInputError, NotFoundError
+from ogcache.errors import ConflictError, InvalidInputError, LimitExceededError, NotFoundError
 from ogcache.schemas import USER_ID_PATTERN, ProfileUpdate, UserProfilePublic
 from ogcache.services.base import ServiceContext
 from ogcache.services.namespaces import CacheEntry
@@ -55,6 +56,7 @@ class ProfileService:
         self._db = context.db
         self._cache = context.cache
         self._ns = context.namespaces
+        self._limits = context.limits
 
     # --- reads ---------------------------------------------------------------------------
 
@@ -220,13 +222,7 @@ class ProfileService:
             block_changed = "is_blocked" in fields and fields["is_blocked"] != row.is_blocked
             patch = fields.pop("preferences", None)
             if patch is not None:
-                merged = dict(row.preferences or {})
-                for key, value in patch.items():
-                    if value is None:
-                        merged.pop(key, None)
-                    else:
-                        merged[key] = value
-                row.preferences = merged
+                row.preferences = self._merged_preferences(row.preferences or {}, patch)
             for name, value in fields.items():
                 setattr(row, name, value)
             await session.flush()
@@ -244,6 +240,30 @@ class ProfileService:
             profile, extra=[(self._ns.auth_session, str(session_id)) for session_id in sessions]
         )
         return profile
+
+    def _merged_preferences(self, stored: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
+        """``stored`` with ``patch`` applied, within the limits on what one profile keeps (each
+        PATCH is bounded, so without them a dozen PATCHes would grow it without end)."""
+        merged = dict(stored)
+        for key, value in patch.items():
+            if value is None:
+                merged.pop(key, None)
+            else:
+                merged[key] = value
+        if len(merged) > len(stored) and len(merged) > self._limits.max_preferences_keys:
+            raise LimitExceededError(
+                f"preferences would hold {len(merged)} keys, more than "
+                f"{self._limits.max_preferences_keys} (OGCACHE_MAX_PREFERENCES_KEYS); "
+                "remove keys by setting them to null"
+            )
+        size = len(orjson.dumps(merged))
+        if size > self._limits.max_preferences_bytes and size > len(orjson.dumps(stored)):
+            raise LimitExceededError(
+                f"preferences would take {size} bytes, more than "
+                f"{self._limits.max_preferences_bytes} (OGCACHE_MAX_PREFERENCES_BYTES); "
+                "remove keys by setting them to null"
+            )
+        return merged
 
     async def record_visit(self, user_id: str, at: datetime | None = None) -> UserProfilePublic:
         """Set ``last_visit`` (to now by default)."""

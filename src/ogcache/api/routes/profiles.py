@@ -17,8 +17,10 @@ router = APIRouter(prefix="/api/profiles", tags=["profiles"])
 UserIdPath = Annotated[str, Path(pattern=USER_ID_PATTERN, description="The profile's user_id.")]
 TelegramIdPath = Annotated[int, Path(gt=0, le=2**63 - 1)]
 
-# Fields only the admin may change through PATCH.
-ADMIN_FIELDS = {"is_blocked", "blocked_reason", "loyalty_points", "notes"}
+# Fields only the admin may change through PATCH. The Telegram fields are claims about an
+# account on another service: only the bot, which has seen that account, may make them.
+ADMIN_FIELDS = {"is_blocked", "blocked_reason", "loyalty_points", "notes", "telegram_username"}
+TELEGRAM_FIELDS = {"telegram_user_id", "telegram_username"}
 
 
 class ProfileCreate(BaseModel):
@@ -51,12 +53,19 @@ async def get_profile_by_telegram(
 async def get_or_create_profile(
     body: ProfileCreate, runtime: RuntimeDep, caller: CallerDep
 ) -> UserProfilePublic:
-    """Get the profile, creating it if needed. The admin may create any profile; a user may
-    only call this for their own ``user_id`` (to link their Telegram account, say)."""
+    """Get the profile, creating it if needed. The admin (the Telegram bot) may create any
+    profile and link a Telegram account; a user may only get their own ``user_id``, without
+    Telegram fields: a user who could name a Telegram id would take over that account's chats."""
     if not caller.is_admin:
         assert caller.identity is not None
         if body.user_id != caller.identity.user_id:
             raise ForbiddenError("a user may only get-or-create their own profile (send user_id)")
+        claimed = TELEGRAM_FIELDS & body.model_fields_set
+        if claimed:
+            raise ForbiddenError(
+                f"only the admin (the Telegram bot) may set {', '.join(sorted(claimed))}: "
+                "a Telegram account is linked by the bot that has seen it"
+            )
     return await runtime.profiles.get_or_create(
         user_id=body.user_id,
         telegram_user_id=body.telegram_user_id,
