@@ -276,3 +276,45 @@ async def test_non_finite_numbers_in_preferences_are_rejected() -> None:
         ProfileUpdate(preferences={"nested": {"budget": float("nan")}})
     with pytest.raises(ValidationError, match="finite"):
         ProfileUpdate(preferences={"list": [1.0, float("inf")]})
+
+
+@one_stack
+async def test_an_unexpected_error_is_a_json_500_naming_the_request_and_leaking_nothing(
+    client: httpx.AsyncClient,
+    seeded: Runtime,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # No input can make our code fail (other tests check that), so a bug is planted here.
+    async def broken(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("secret-detail-of-the-bug")
+
+    monkeypatch.setattr(seeded.menu, "get_menu", broken)
+    with caplog.at_level("ERROR", logger="ogcache"):
+        response = await client.get("/api/menu")
+    error = assert_error(response, 500, "internal_error")
+    assert "secret-detail" not in response.text
+    assert "Traceback" not in response.text
+    assert error["request_id"] == response.headers["X-Request-ID"]
+    logged = [r for r in caplog.records if r.exc_info is not None]
+    assert len(logged) == 1
+    assert error["request_id"] in logged[0].getMessage()
+    assert "secret-detail-of-the-bug" in str(logged[0].exc_info[1])
+    # The service goes on answering.
+    monkeypatch.undo()
+    assert (await client.get("/api/menu")).status_code == 200
+
+
+@one_stack
+async def test_every_response_carries_a_request_id_and_keeps_a_well_formed_incoming_one(
+    client: httpx.AsyncClient,
+) -> None:
+    first = await client.get("/api/menu")
+    second = await client.get("/api/nowhere")
+    ids = {first.headers["X-Request-ID"], second.headers["X-Request-ID"]}
+    assert len(ids) == 2
+    kept = await client.get("/api/menu", headers={"X-Request-ID": "proxy-7f3a.1"})
+    assert kept.headers["X-Request-ID"] == "proxy-7f3a.1"
+    for bad in ("a" * 65, "new\\line", "a b"):
+        replaced = await client.get("/api/menu", headers={"X-Request-ID": bad})
+        assert replaced.headers["X-Request-ID"] != bad

@@ -17,8 +17,14 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from prometheus_client import CollectorRegistry
 
-from ogcache.api.errors import BodySizeLimit, ErrorResponse, install_handlers
+from ogcache.api.errors import (
+    BodySizeLimit,
+    ErrorResponse,
+    install_handlers,
+    internal_error_response,
+)
 from ogcache.api.metrics import CacheCollector
+from ogcache.api.request_id import RequestId
 from ogcache.api.routes import (
     analytics,
     auth,
@@ -49,6 +55,7 @@ _ERRORS = {
         (409, "Conflict with stored data"),
         (413, "Request body too large"),
         (422, "Request validation failed"),
+        (500, "Internal error; the body names the request id to look up in the server log"),
     )
 }
 
@@ -132,6 +139,7 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
         app.include_router(module.router)
     limit = (settings or (runtime.settings if runtime else None) or load_settings()).max_body_bytes
     app.add_middleware(BodySizeLimit, limit=limit)
+    app.add_middleware(RequestId, on_error=internal_error_response)  # added last: outermost
     if runtime is not None:
         app.state.runtime = runtime
         _install_metrics(app, runtime)

@@ -27,8 +27,16 @@ from ogcache.errors import (
     OgcacheError,
     UnavailableError,
 )
+from ogcache.log import current_request_id
 
-__all__ = ["BodySizeLimit", "ErrorBody", "ErrorResponse", "error_response", "install_handlers"]
+__all__ = [
+    "BodySizeLimit",
+    "ErrorBody",
+    "ErrorResponse",
+    "error_response",
+    "install_handlers",
+    "internal_error_response",
+]
 
 logger = logging.getLogger("ogcache.api")
 
@@ -37,6 +45,7 @@ class ErrorBody(BaseModel):
     code: str
     message: str
     details: list[dict[str, Any]] | None = None
+    request_id: str | None = None
 
 
 class ErrorResponse(BaseModel):
@@ -75,12 +84,36 @@ def error_response(
     return JSONResponse(body.model_dump(exclude_none=True), status_code=status, headers=headers)
 
 
+def internal_error_response() -> JSONResponse:
+    """A 500 that names the request (its traceback is in the server log) and nothing else."""
+    request_id = current_request_id()
+    body = ErrorResponse(
+        error=ErrorBody(
+            code="internal_error",
+            message=f"internal error; the server log has the details under request {request_id}",
+            request_id=request_id,
+        )
+    )
+    return JSONResponse(body.model_dump(exclude_none=True), status_code=500)
+
+
+def _internal_error(request: Request, exc: Exception, what: str) -> JSONResponse:
+    logger.error(
+        "%s on %s %s (request %s)",
+        what,
+        request.method,
+        request.url.path,
+        current_request_id(),
+        exc_info=exc,
+    )
+    return internal_error_response()
+
+
 def _application_error(request: Request, exc: Exception) -> JSONResponse:
     for kind, status, code in _STATUS:
         if isinstance(exc, kind):
             return error_response(status, code, str(exc))
-    logger.error("unhandled application error on %s %s: %s", request.method, request.url.path, exc)
-    return error_response(500, "internal_error", "internal error; see the server log")
+    return _internal_error(request, exc, "unhandled application error")
 
 
 def _database_error(request: Request, exc: Exception) -> JSONResponse:
@@ -99,8 +132,7 @@ def _database_error(request: Request, exc: Exception) -> JSONResponse:
             "unavailable",
             f"the database cannot be reached ({type(exc).__name__}); retry later",
         )
-    logger.error("database error on %s %s", request.method, request.url.path, exc_info=exc)
-    return error_response(500, "internal_error", "internal error; see the server log")
+    return _internal_error(request, exc, "database error")
 
 
 def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
