@@ -7,11 +7,13 @@ Application errors map to status codes here, in one place; input that fails vali
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
+from fastapi.routing import APIRoute
 from pydantic import BaseModel
 from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -30,6 +32,7 @@ from ogcache.errors import (
 from ogcache.log import current_request_id
 
 __all__ = [
+    "BadRequestRoute",
     "BodySizeLimit",
     "ErrorBody",
     "ErrorResponse",
@@ -135,7 +138,7 @@ def _database_error(request: Request, exc: Exception) -> JSONResponse:
     return _internal_error(request, exc, "database error")
 
 
-def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+def _invalid(exc: RequestValidationError, status: int, code: str) -> JSONResponse:
     details = [
         {"location": list(error.get("loc", ())), "message": error.get("msg", "")}
         for error in exc.errors()
@@ -143,7 +146,28 @@ def _validation_error(request: Request, exc: RequestValidationError) -> JSONResp
     summary = "; ".join(
         f"{'.'.join(str(part) for part in d['location'])}: {d['message']}" for d in details[:5]
     )
-    return error_response(422, "validation_error", f"invalid request: {summary}", details)
+    return error_response(status, code, f"invalid request: {summary}", details)
+
+
+def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+    return _invalid(exc, 422, "validation_error")
+
+
+class BadRequestRoute(APIRoute):
+    """A route whose invalid input is a 400 ``invalid_input`` instead of a 422: for commands
+    (admin actions) where a field the command does not take means the caller wants another
+    command, and nothing may run."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def refusing(request: Request) -> Response:
+            try:
+                return await handler(request)
+            except RequestValidationError as exc:
+                return _invalid(exc, 400, "invalid_input")
+
+        return refusing
 
 
 def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
