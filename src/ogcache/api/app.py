@@ -35,6 +35,7 @@ from ogcache.api.routes import (
     profiles,
     sessions,
 )
+from ogcache.cache.memo import Memo
 from ogcache.config import Settings, load_settings
 from ogcache.db.seed import seed_demo_data
 from ogcache.errors import ConfigurationError
@@ -135,6 +136,7 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
         responses=_ERRORS,  # type: ignore[arg-type]
     )
     install_handlers(app)
+    app.state.health_checks = Memo[tuple[bool, bool]]()
     for module in (profiles, conversations, menu, auth, sessions, analytics, cache, health):
         app.include_router(module.router)
     limit = (settings or (runtime.settings if runtime else None) or load_settings()).max_body_bytes
