@@ -23,6 +23,7 @@ from ogcache.api.errors import (
     install_handlers,
     internal_error_response,
 )
+from ogcache.api.links import add_links
 from ogcache.api.metrics import CacheCollector
 from ogcache.api.request_id import RequestId
 from ogcache.api.routes import (
@@ -139,6 +140,7 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     app.state.health_checks = Memo[tuple[bool, bool]]()
     for module in (profiles, conversations, menu, auth, sessions, analytics, cache, health):
         app.include_router(module.router)
+    add_links(app)
     limit = (settings or (runtime.settings if runtime else None) or load_settings()).max_body_bytes
     app.add_middleware(BodySizeLimit, limit=limit)
     app.add_middleware(RequestId, on_error=internal_error_response)  # added last: outermost
