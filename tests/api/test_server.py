@@ -42,7 +42,12 @@ class Server:
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    directory = tmp_path_factory.mktemp("server")
+    with _serve(tmp_path_factory.mktemp("server")) as started:
+        yield started
+
+
+@contextlib.contextmanager
+def _serve(directory: Path, *options: str) -> Iterator[Server]:
     port = free_port()
     environment = {
         key: value for key, value in os.environ.items() if not key.startswith("OGCACHE_")
@@ -54,8 +59,9 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         OGCACHE_MAX_HEADER_BYTES=str(MAX_HEADER_BYTES),
         OGCACHE_REQUEST_READ_TIMEOUT=str(READ_TIMEOUT),
     )
+    command = [str(Path(sys.executable).parent / "ogcache"), "serve", "--demo"]
     process = subprocess.Popen(
-        [str(Path(sys.executable).parent / "ogcache"), "serve", "--demo", "--port", str(port)],
+        [*command, "--port", str(port), *options],
         cwd=directory,
         env=environment,
         stdout=subprocess.DEVNULL,
@@ -228,3 +234,16 @@ def test_a_large_body_within_the_limits_is_read(server: Server) -> None:
         # The connection stays usable.
         sock.sendall(_request())
         assert _read_response(sock)[0] == 200
+
+
+def test_every_worker_process_applies_the_limits(tmp_path: Path) -> None:
+    with _serve(tmp_path, "--workers", "2") as server:
+        for _ in range(4):  # connections are spread over the workers
+            with server.connect() as sock:
+                sock.sendall(_padded(17 * 1024))
+                assert _read_response(sock)[0] == 431
+            with server.connect() as sock:
+                sock.sendall(_request()[:-2])
+                status, _, body = _read_response(sock)
+                assert status == 408
+                assert _error(body)["code"] == "request_timeout"
