@@ -247,3 +247,13 @@ def test_every_worker_process_applies_the_limits(tmp_path: Path) -> None:
                 status, _, body = _read_response(sock)
                 assert status == 408
                 assert _error(body)["code"] == "request_timeout"
+
+
+def test_a_refused_pipelined_request_does_not_cut_the_answer_before_it(server: Server) -> None:
+    with server.connect() as sock:
+        sock.sendall(_request() + _padded(MAX_HEADER_BYTES + 1))
+        status, headers, body = _read_response(sock)
+        assert status == 200
+        assert json.loads(body)["status"] == "ok"
+        assert headers["connection"] == "close"
+        assert _closed(sock)

@@ -158,12 +158,12 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
             self._read_timer = self.loop.call_later(self.read_timeout, self._read_timer_fired)
 
     def on_headers_complete(self) -> None:
-        self._reading_head = False
         if (
             self._first_chunk + self._head_bytes > self.max_header_bytes
             and self._head_size() > self.max_header_bytes
         ):
             raise _HeadTooLarge
+        self._reading_head = False
         super().on_headers_complete()
 
     def on_message_complete(self) -> None:
