@@ -257,3 +257,20 @@ def test_a_refused_pipelined_request_does_not_cut_the_answer_before_it(server: S
         assert json.loads(body)["status"] == "ok"
         assert headers["connection"] == "close"
         assert _closed(sock)
+
+
+def test_the_server_passes_the_limits_to_the_protocol_by_import_path(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from uvicorn.importer import import_from_string
+
+    from ogcache.api import httptools_protocol
+    from ogcache.api.server import http_protocol
+    from ogcache.config import load_settings
+
+    monkeypatch.setattr(httptools_protocol, "_limits", None)
+    settings = load_settings(max_header_bytes=4096, request_read_timeout=3)
+    path = http_protocol(settings)
+    assert import_from_string(path) is httptools_protocol.LimitedHttpToolsProtocol
+    limits = httptools_protocol._current_limits()
+    assert (limits.max_header_bytes, limits.read_timeout) == (4096, 3)
