@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import os
@@ -11,6 +12,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -274,3 +276,76 @@ def test_the_server_passes_the_limits_to_the_protocol_by_import_path(
     assert import_from_string(path) is httptools_protocol.LimitedHttpToolsProtocol
     limits = httptools_protocol._current_limits()
     assert (limits.max_header_bytes, limits.read_timeout) == (4096, 3)
+
+
+class _Transport(asyncio.Transport):
+    """In memory: what the protocol wrote, and whether it closed."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.written = b""
+        self.closed = False
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        peers = {"sockname": ("127.0.0.1", 8000), "peername": ("127.0.0.1", 50000)}
+        return peers.get(name, default)
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        self.written += bytes(data)
+
+    def close(self) -> None:
+        self.closed = True
+
+    def is_closing(self) -> bool:
+        return self.closed
+
+    def can_write_eof(self) -> bool:
+        return False
+
+    def pause_reading(self) -> None:
+        pass
+
+    def resume_reading(self) -> None:
+        pass
+
+
+async def test_a_late_pipelined_body_is_answered_408_after_the_answer_before_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from uvicorn.config import Config
+    from uvicorn.server import ServerState
+
+    from ogcache.api import httptools_protocol
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        await receive()
+        # Listening for a disconnect (as a streaming response does) resumes reading.
+        listener = asyncio.ensure_future(receive())
+        await asyncio.sleep(0.5)
+        listener.cancel()
+        headers = [(b"content-length", b"2")]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    monkeypatch.setattr(httptools_protocol, "_limits", httptools_protocol.RequestLimits(4096, 0.1))
+    config = Config(app=app, log_level="warning", access_log=False)
+    config.load()
+    protocol = httptools_protocol.LimitedHttpToolsProtocol(
+        config, ServerState(), {}, asyncio.get_running_loop()
+    )
+    transport = _Transport()
+    protocol.connection_made(transport)
+    protocol.data_received(
+        b"POST /a HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\nab"
+        b"POST /b HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n0123456789"
+    )
+    for _ in range(100):
+        if transport.closed:
+            break
+        await asyncio.sleep(0.05)
+    assert transport.closed
+    first, second = transport.written.split(b"HTTP/1.1 ")[1:]
+    assert first.startswith(b"200 ")
+    assert first.endswith(b"ok")
+    assert second.startswith(b"408 ")
+    assert b'"code":"request_timeout"' in second

@@ -67,6 +67,23 @@ class _HeadTooLarge(Exception):
     """Raised from the parser's callback to stop parsing the rest of the data."""
 
 
+class _Refusal:
+    """An ASGI application that answers with a ready JSON error and closes the connection."""
+
+    def __init__(self, status: int, body: bytes) -> None:
+        self.status = status
+        self.body = body
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        headers = [
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(self.body)).encode("ascii")),
+            (b"connection", b"close"),
+        ]
+        await send({"type": "http.response.start", "status": self.status, "headers": headers})
+        await send({"type": "http.response.body", "body": self.body})
+
+
 class LimitedHttpToolsProtocol(HttpToolsProtocol):
     """``HttpToolsProtocol`` that enforces :class:`RequestLimits` (module docstring)."""
 
@@ -226,8 +243,17 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         """Answer ``status`` with a JSON error and close, or, while an earlier pipelined
         response is still going out, close right after it."""
         self._stop_read_timer()
+        self.logger.info("refused a request with %d: %s", status, code)
+        body = orjson.dumps({"error": {"code": code, "message": message}})
         cycle = self.cycle
+        if not self._reading_head and self.pipeline and self.pipeline[0][0] is cycle:
+            # The late request waits behind another one's answer: answer it in its turn.
+            self.pipeline[0] = (cycle, _Refusal(status, body))
+            self._discard = True
+            self.flow.pause_reading()
+            return
         if self._reading_head and cycle is not None and not cycle.response_complete:
+            # A head refused while an earlier answer goes out: close right after it.
             cycle.keep_alive = False
             self._discard = True
             self.flow.pause_reading()
@@ -236,8 +262,6 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
             # The request whose body is late: its application sees a disconnect.
             cycle.disconnected = True
             cycle.message_event.set()
-        self.logger.info("refused a request with %d: %s", status, code)
-        body = orjson.dumps({"error": {"code": code, "message": message}})
         content = [STATUS_LINE[status]]
         for name, value in self.server_state.default_headers:
             content.extend([name, b": ", value, b"\r\n"])
