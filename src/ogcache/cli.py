@@ -79,8 +79,6 @@ def serve(
     import os
     import secrets
 
-    import uvicorn
-
     try:
         settings = _settings()
     except OgcacheError as exc:
@@ -99,14 +97,9 @@ def serve(
             "its own cache and one worker's writes do not invalidate another's entries; set "
             "OGCACHE_REDIS_URL"
         )
-    uvicorn.run(
-        "ogcache.api.app:create_app_from_environment",
-        factory=True,
-        host=host,
-        port=port,
-        workers=workers,
-        log_level=settings.log_level.lower(),
-    )
+    from ogcache.api.server import run
+
+    run(settings, host=host, port=port, workers=workers)
 
 
 def _print_demo_help(settings: Settings, host: str, port: int) -> None:
