@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import httpx
+import jwt
+import pytest
 
 from ogcache.runtime import Runtime
 from tests.api.conftest import ADMIN, ALICE, assert_error, bearer, namespace_hits, one_stack
@@ -84,3 +86,32 @@ async def test_logging_out_twice_is_401(client: httpx.AsyncClient, alice: dict) 
 
 async def test_logout_without_a_token_is_401(client: httpx.AsyncClient) -> None:
     assert_error(await client.post("/api/auth/logout"), 401, "unauthorized")
+
+
+@pytest.mark.parametrize(
+    "claims",
+    [
+        {"exp": "99999999999"},
+        {"exp": 10**20},
+        {"exp": 1e308},
+        {"exp": -(10**20)},
+        {"exp": {"at": 1}},
+        {"role": {"admin": True}},
+        {"iat": {"at": 1}},
+        {"nbf": [1]},
+    ],
+    ids=repr,
+)
+async def test_claims_of_the_wrong_type_in_a_validly_signed_token_are_401(
+    client: httpx.AsyncClient, seeded: Runtime, alice: dict, claims: dict
+) -> None:
+    """Signed with the real secret, so only the claims' types and ranges can refuse it."""
+    secret = seeded.settings.jwt_secret
+    assert secret is not None
+    token = alice["Authorization"].removeprefix("Bearer ")
+    genuine = jwt.decode(token, options={"verify_signature": False})
+    forged = jwt.encode({**genuine, **claims}, secret.get_secret_value(), algorithm="HS256")
+    response = await client.get("/api/auth/me", headers={"Authorization": f"Bearer {forged}"})
+    assert_error(response, 401, "unauthorized")
+    # The genuine token still works: nothing was cached from the refused one.
+    assert (await client.get("/api/auth/me", headers=alice)).status_code == 200

@@ -67,10 +67,16 @@ async def test_malformed_json_is_a_4xx_everywhere(
 
 @one_stack
 async def test_broken_json_is_a_422_naming_the_problem(client: httpx.AsyncClient) -> None:
-    response = await client.post("/api/cache", content=b"{bad", headers={**JSON, **ADMIN})
+    response = await client.post("/api/profiles", content=b"{bad", headers={**JSON, **ADMIN})
     error = assert_error(response, 422, "validation_error")
     assert "JSON" in error["message"]
     assert error["details"]
+
+
+def invalid(path: str) -> tuple[int, str]:
+    """The status and code of a request body the route cannot take: a 400 for an admin
+    command (not understood, so refused as a whole), a 422 elsewhere."""
+    return (400, "invalid_input") if path == "/api/cache" else (422, "validation_error")
 
 
 @one_stack
@@ -80,7 +86,7 @@ async def test_a_body_of_the_wrong_json_type_is_422_everywhere(
     for method, path, _ in body_routes:
         for wrong in ([1, 2], "text", 42):
             response = await client.request(method, path, json=wrong, headers=ADMIN)
-            assert_error(response, 422, "validation_error")
+            assert_error(response, *invalid(path))
 
 
 @one_stack
@@ -93,7 +99,7 @@ async def test_unknown_fields_are_422_everywhere_they_are_not_data(
         response = await client.request(
             method, path, json={**body, "is_admin": True}, headers=ADMIN
         )
-        assert_error(response, 422, "validation_error")
+        assert_error(response, *invalid(path))
 
 
 @one_stack
@@ -276,3 +282,45 @@ async def test_non_finite_numbers_in_preferences_are_rejected() -> None:
         ProfileUpdate(preferences={"nested": {"budget": float("nan")}})
     with pytest.raises(ValidationError, match="finite"):
         ProfileUpdate(preferences={"list": [1.0, float("inf")]})
+
+
+@one_stack
+async def test_an_unexpected_error_is_a_json_500_naming_the_request_and_leaking_nothing(
+    client: httpx.AsyncClient,
+    seeded: Runtime,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # No input can make our code fail (other tests check that), so a bug is planted here.
+    async def broken(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("secret-detail-of-the-bug")
+
+    monkeypatch.setattr(seeded.menu, "get_menu", broken)
+    with caplog.at_level("ERROR", logger="ogcache"):
+        response = await client.get("/api/menu")
+    error = assert_error(response, 500, "internal_error")
+    assert "secret-detail" not in response.text
+    assert "Traceback" not in response.text
+    assert error["request_id"] == response.headers["X-Request-ID"]
+    logged = [r for r in caplog.records if r.exc_info is not None]
+    assert len(logged) == 1
+    assert error["request_id"] in logged[0].getMessage()
+    assert "secret-detail-of-the-bug" in str(logged[0].exc_info[1])
+    # The service goes on answering.
+    monkeypatch.undo()
+    assert (await client.get("/api/menu")).status_code == 200
+
+
+@one_stack
+async def test_every_response_carries_a_request_id_and_keeps_a_well_formed_incoming_one(
+    client: httpx.AsyncClient,
+) -> None:
+    first = await client.get("/api/menu")
+    second = await client.get("/api/nowhere")
+    ids = {first.headers["X-Request-ID"], second.headers["X-Request-ID"]}
+    assert len(ids) == 2
+    kept = await client.get("/api/menu", headers={"X-Request-ID": "proxy-7f3a.1"})
+    assert kept.headers["X-Request-ID"] == "proxy-7f3a.1"
+    for bad in ("a" * 65, "new\\line", "a b"):
+        replaced = await client.get("/api/menu", headers={"X-Request-ID": bad})
+        assert replaced.headers["X-Request-ID"] != bad

@@ -7,7 +7,8 @@ own lifespan (migrate, seed, warm-up) on a SQLite file and the in-process cache,
 Random data mostly stops at authentication or at a 404, so each case is steered part of the
 time towards what exists: it is sent as the admin, as a demo user, or with whatever
 credentials it was generated with; path parameters sometimes name a demo user, a seeded
-conversation or a stored session; cache actions are sometimes valid ones. Demo users are
+conversation or a stored session; cache actions are sometimes valid ones; and a quarter of
+the bodies that take JSON get a value nested 1 to 1,000 levels deep. Demo users are
 reset and given fresh tokens before each operation, since an earlier one may have logged
 them out, blocked or deleted them.
 """
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import random
 import shutil
 import tempfile
 from collections.abc import Callable, Coroutine
@@ -107,6 +109,34 @@ def authorization(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
 
 
+# Depths around the request limit (32), and the depths that broke the cache's codec before.
+DEPTHS = (1, 31, 32, 33, 100, 240, 255, 300, 1000)
+
+
+def nested(depth: int, rng: random.Random) -> Any:
+    """A JSON value ``depth`` levels deep, lists and objects mixed."""
+    value: Any = rng.choice([0, "leaf", None, 1.5])
+    for _ in range(depth):
+        value = [value] if rng.random() < 0.5 else {"k": value}
+    return value
+
+
+def deepen(case: Case, rng: random.Random) -> None:
+    """Put a deeply nested value where the operation's body takes JSON."""
+    method, path = case.operation.method.upper(), case.operation.path
+    deep = nested(rng.choice(DEPTHS), rng)
+    if (method, path) == ("PATCH", "/api/profiles/{user_id}"):
+        case.body = {"preferences": {"deep": deep}}
+    elif (method, path) == ("PUT", "/api/sessions/{session_id}"):
+        case.body = {"deep": deep}
+    elif (method, path) == ("PATCH", "/api/sessions/{session_id}"):
+        case.body = {"field": "deep", "value": deep}
+    elif (method, path) == ("POST", "/api/cache"):
+        case.body = {"action": deep}
+    elif (method, path) == ("POST", "/api/conversations/{conversation_id}/messages"):
+        case.body = {"role": "user", "content": deep}
+
+
 def steer(case: Case, draw: Callable[..., Any], known: Known, headers: dict[str, str]) -> None:
     """Point some of the case's parameters at records that exist."""
     params = case.path_parameters
@@ -128,6 +158,8 @@ def steer(case: Case, draw: Callable[..., Any], known: Known, headers: dict[str,
         body["user_id"] = draw(st.sampled_from(TOKEN_HOLDERS + OTHERS), "body user_id")
     if case.path == "/api/cache" and "action" in body and draw(st.booleans(), "valid action"):
         body["action"] = draw(st.sampled_from(ACTIONS), "action")
+    if draw(st.integers(0, 3), "deeply nested body") == 0:
+        deepen(case, random.Random(draw(st.integers(0, 2**32), "nesting seed")))
 
 
 @schema.parametrize()

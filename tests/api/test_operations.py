@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import AsyncIterator
+from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy import event
 
 from ogcache.api.app import create_app
 from ogcache.runtime import Runtime
@@ -48,6 +51,24 @@ async def test_healthz_is_ok_when_everything_is_up(
         "cache": "ok",
         "backend": seeded.cache.backend.name,
     }
+
+
+async def test_a_flood_of_health_probes_costs_the_database_one_check(
+    client: httpx.AsyncClient, seeded: Runtime
+) -> None:
+    checks = 0
+
+    def count(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        nonlocal checks
+        checks += statement.strip() == "SELECT 1"
+
+    event.listen(seeded.engine.sync_engine, "before_cursor_execute", count)
+    try:
+        answers = await asyncio.gather(*(client.get("/healthz") for _ in range(50)))
+    finally:
+        event.remove(seeded.engine.sync_engine, "before_cursor_execute", count)
+    assert {r.json()["status"] for r in answers} == {"ok"}
+    assert checks == 1
 
 
 async def test_healthz_is_degraded_but_200_when_the_cache_is_down(

@@ -17,8 +17,15 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from prometheus_client import CollectorRegistry
 
-from ogcache.api.errors import BodySizeLimit, ErrorResponse, install_handlers
+from ogcache.api.errors import (
+    BodySizeLimit,
+    ErrorResponse,
+    install_handlers,
+    internal_error_response,
+)
+from ogcache.api.links import add_links
 from ogcache.api.metrics import CacheCollector
+from ogcache.api.request_id import RequestId
 from ogcache.api.routes import (
     analytics,
     auth,
@@ -29,6 +36,7 @@ from ogcache.api.routes import (
     profiles,
     sessions,
 )
+from ogcache.cache.memo import Memo
 from ogcache.config import Settings, load_settings
 from ogcache.db.seed import seed_demo_data
 from ogcache.errors import ConfigurationError
@@ -49,6 +57,7 @@ _ERRORS = {
         (409, "Conflict with stored data"),
         (413, "Request body too large"),
         (422, "Request validation failed"),
+        (500, "Internal error; the body names the request id to look up in the server log"),
     )
 }
 
@@ -128,10 +137,13 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
         responses=_ERRORS,  # type: ignore[arg-type]
     )
     install_handlers(app)
+    app.state.health_checks = Memo[tuple[bool, bool]]()
     for module in (profiles, conversations, menu, auth, sessions, analytics, cache, health):
         app.include_router(module.router)
+    add_links(app)
     limit = (settings or (runtime.settings if runtime else None) or load_settings()).max_body_bytes
     app.add_middleware(BodySizeLimit, limit=limit)
+    app.add_middleware(RequestId, on_error=internal_error_response)  # added last: outermost
     if runtime is not None:
         app.state.runtime = runtime
         _install_metrics(app, runtime)

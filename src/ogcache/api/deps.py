@@ -19,7 +19,7 @@ from ogcache.errors import AuthenticationError
 from ogcache.runtime import Runtime
 from ogcache.schemas import AuthIdentity
 
-__all__ = ["AdminDep", "Caller", "CallerDep", "RuntimeDep", "TokenDep"]
+__all__ = ["AdminDep", "Caller", "CallerDep", "IsAdminDep", "RuntimeDep", "TokenDep"]
 
 _bearer = HTTPBearer(auto_error=False, description="A user's access token or the admin token.")
 
@@ -95,3 +95,15 @@ async def require_admin(runtime: RuntimeDep, token: TokenDep) -> Caller:
 
 
 AdminDep = Annotated[Caller, Depends(require_admin)]
+
+
+def is_admin(
+    runtime: RuntimeDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> bool:
+    """Whether the request carries the admin token; for routes open to anyone, where the
+    admin gets more (fresh figures) and no one is refused."""
+    return credentials is not None and _is_admin_token(runtime, credentials.credentials)
+
+
+IsAdminDep = Annotated[bool, Depends(is_admin)]

@@ -7,11 +7,13 @@ Application errors map to status codes here, in one place; input that fails vali
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
+from fastapi.routing import APIRoute
 from pydantic import BaseModel
 from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -27,8 +29,17 @@ from ogcache.errors import (
     OgcacheError,
     UnavailableError,
 )
+from ogcache.log import current_request_id
 
-__all__ = ["BodySizeLimit", "ErrorBody", "ErrorResponse", "error_response", "install_handlers"]
+__all__ = [
+    "BadRequestRoute",
+    "BodySizeLimit",
+    "ErrorBody",
+    "ErrorResponse",
+    "error_response",
+    "install_handlers",
+    "internal_error_response",
+]
 
 logger = logging.getLogger("ogcache.api")
 
@@ -37,6 +48,7 @@ class ErrorBody(BaseModel):
     code: str
     message: str
     details: list[dict[str, Any]] | None = None
+    request_id: str | None = None
 
 
 class ErrorResponse(BaseModel):
@@ -75,12 +87,36 @@ def error_response(
     return JSONResponse(body.model_dump(exclude_none=True), status_code=status, headers=headers)
 
 
+def internal_error_response() -> JSONResponse:
+    """A 500 that names the request (its traceback is in the server log) and nothing else."""
+    request_id = current_request_id()
+    body = ErrorResponse(
+        error=ErrorBody(
+            code="internal_error",
+            message=f"internal error; the server log has the details under request {request_id}",
+            request_id=request_id,
+        )
+    )
+    return JSONResponse(body.model_dump(exclude_none=True), status_code=500)
+
+
+def _internal_error(request: Request, exc: Exception, what: str) -> JSONResponse:
+    logger.error(
+        "%s on %s %s (request %s)",
+        what,
+        request.method,
+        request.url.path,
+        current_request_id(),
+        exc_info=exc,
+    )
+    return internal_error_response()
+
+
 def _application_error(request: Request, exc: Exception) -> JSONResponse:
     for kind, status, code in _STATUS:
         if isinstance(exc, kind):
             return error_response(status, code, str(exc))
-    logger.error("unhandled application error on %s %s: %s", request.method, request.url.path, exc)
-    return error_response(500, "internal_error", "internal error; see the server log")
+    return _internal_error(request, exc, "unhandled application error")
 
 
 def _database_error(request: Request, exc: Exception) -> JSONResponse:
@@ -99,11 +135,10 @@ def _database_error(request: Request, exc: Exception) -> JSONResponse:
             "unavailable",
             f"the database cannot be reached ({type(exc).__name__}); retry later",
         )
-    logger.error("database error on %s %s", request.method, request.url.path, exc_info=exc)
-    return error_response(500, "internal_error", "internal error; see the server log")
+    return _internal_error(request, exc, "database error")
 
 
-def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+def _invalid(exc: RequestValidationError, status: int, code: str) -> JSONResponse:
     details = [
         {"location": list(error.get("loc", ())), "message": error.get("msg", "")}
         for error in exc.errors()
@@ -111,7 +146,28 @@ def _validation_error(request: Request, exc: RequestValidationError) -> JSONResp
     summary = "; ".join(
         f"{'.'.join(str(part) for part in d['location'])}: {d['message']}" for d in details[:5]
     )
-    return error_response(422, "validation_error", f"invalid request: {summary}", details)
+    return error_response(status, code, f"invalid request: {summary}", details)
+
+
+def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+    return _invalid(exc, 422, "validation_error")
+
+
+class BadRequestRoute(APIRoute):
+    """A route whose invalid input is a 400 ``invalid_input`` instead of a 422: for commands
+    (admin actions) where a field the command does not take means the caller wants another
+    command, and nothing may run."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def refusing(request: Request) -> Response:
+            try:
+                return await handler(request)
+            except RequestValidationError as exc:
+                return _invalid(exc, 400, "invalid_input")
+
+        return refusing
 
 
 def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:

@@ -40,6 +40,7 @@ from ogcache.cache.envelope import WRITE_ID_OFFSET, Entry, Lease, lease, new_tok
 from ogcache.cache.exceptions import BackendError, DecodeError, InvalidKeyError
 from ogcache.cache.invalidation import InvalidationFeed, InvalidationSource
 from ogcache.cache.local import NOT_FOUND, LocalStats, LocalTier
+from ogcache.cache.memo import Memo
 from ogcache.cache.missing import MISSING, Missing
 from ogcache.cache.namespace import MAX_TTL as _MAX_TTL
 from ogcache.cache.namespace import Namespace, validate_prefix
@@ -120,6 +121,17 @@ class CacheReport:
     error: str | None = None
     local: LocalStats | None = None
     local_live: bool | None = None
+    # Seconds since ``available``, ``keys``, ``info`` and ``error`` were measured.
+    age: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class _Probe:
+    """What :meth:`Cache.report` asks the backend: the costly part, shared between callers."""
+
+    keys: KeyCount | None
+    info: BackendInfo | None
+    error: str | None = None
 
 
 class Cache:
@@ -197,6 +209,7 @@ class Cache:
         # The in-process tier, for namespaces with a local_ttl, served only while the
         # backend's invalidation feed is live (started at the first such lookup).
         self._local = LocalTier(max_entries=local_max_entries, max_bytes=local_max_bytes)
+        self._probe: Memo[_Probe] = Memo()
         self._feed: InvalidationFeed | None = (
             backend.invalidation_feed(f"{prefix}:")
             if isinstance(backend, InvalidationSource)
@@ -1089,6 +1102,7 @@ class Cache:
             )
         finally:
             self._local.flush()
+            self._probe.forget()
 
     async def clear_namespace(self, namespace: Namespace[Any]) -> int:
         """Remove every entry of the namespace's current version."""
@@ -1100,6 +1114,7 @@ class Cache:
             return await self._admin("clear", self.backend.delete_prefix(f"{self.prefix}:"))
         finally:
             self._local.flush()
+            self._probe.forget()
 
     async def count_keys(self, prefix: str = "") -> KeyCount:
         """Keys of this application (under ``prefix`` if given), at bounded cost."""
@@ -1121,33 +1136,34 @@ class Cache:
         except Exception as exc:
             raise BackendError(f"cache {operation} failed: {exc}") from exc
 
-    async def report(self) -> CacheReport:
-        """Availability, key count, memory and statistics; never raises for a down backend."""
+    async def report(self, *, max_age: float = 0.0) -> CacheReport:
+        """Availability, key count, memory and statistics; never raises for a down backend.
+
+        The key count (a bounded ``SCAN``) and ``INFO`` may be up to ``max_age`` seconds old:
+        callers that allow it share one measurement, so asking often costs the backend at most
+        one per ``max_age``. The statistics of this process are always current.
+        """
+        probe, age = await self._probe.get(self._measure, max_age)
+        return CacheReport(
+            backend=self.backend.name,
+            available=probe.error is None,
+            prefix=self.prefix,
+            keys=probe.keys,
+            info=probe.info,
+            namespaces=self.stats(),
+            breaker=self.backend.stats(),
+            error=probe.error,
+            age=age,
+            **self._local_report(),
+        )
+
+    async def _measure(self) -> _Probe:
         try:
             keys = await self.count_keys()
             info = await self._admin("info", self.backend.info())
         except BackendError as exc:
-            return CacheReport(
-                backend=self.backend.name,
-                available=False,
-                prefix=self.prefix,
-                keys=None,
-                info=None,
-                namespaces=self.stats(),
-                breaker=self.backend.stats(),
-                error=str(exc),
-                **self._local_report(),
-            )
-        return CacheReport(
-            backend=self.backend.name,
-            available=True,
-            prefix=self.prefix,
-            keys=keys,
-            info=info,
-            namespaces=self.stats(),
-            breaker=self.backend.stats(),
-            **self._local_report(),
-        )
+            return _Probe(keys=None, info=None, error=str(exc))
+        return _Probe(keys=keys, info=info)
 
     def local_state(self) -> tuple[LocalStats, bool] | None:
         """The in-process tier's size and counters, and whether it may serve now; ``None``

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import math
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -46,6 +47,18 @@ MAX_TOKEN_LENGTH = 8192
 def token_digest(token: str) -> str:
     """SHA-256 of the whole token, hex: the only form of a token that is ever stored."""
     return hashlib.sha256(token.encode()).hexdigest()
+
+
+def _expiry(exp: object) -> datetime:
+    """The ``exp`` claim as a datetime; PyJWT accepts strings and numbers no clock can hold."""
+    if isinstance(exp, bool) or not isinstance(exp, int | float):
+        raise AuthenticationError("token claim exp must be a number of seconds since the epoch")
+    try:
+        if not math.isfinite(exp):
+            raise ValueError(exp)
+        return datetime.fromtimestamp(exp, UTC)
+    except (OverflowError, OSError, ValueError):
+        raise AuthenticationError("token claim exp is out of range") from None
 
 
 class AuthService:
@@ -81,6 +94,9 @@ class AuthService:
             raise AuthenticationError(f"token rejected: {exc}") from None
         if not isinstance(claims["sub"], str) or not isinstance(claims["session_id"], str):
             raise AuthenticationError("token claims sub and session_id must be strings")
+        if not isinstance(claims.get("role", AUDIENCE), str):
+            raise AuthenticationError("token claim role must be a string")
+        claims["exp"] = _expiry(claims["exp"])
         return claims
 
     async def verify(self, token: str) -> AuthIdentity:
@@ -143,8 +159,8 @@ class AuthService:
             user_id=profile.user_id,
             profile_id=profile.id,
             session_id=session_id,
-            role=str(claims.get("role", AUDIENCE)),
-            expires_at=datetime.fromtimestamp(claims["exp"], UTC),
+            role=claims.get("role", AUDIENCE),
+            expires_at=claims["exp"],
         )
 
     # --- logout and revocation -----------------------------------------------------------

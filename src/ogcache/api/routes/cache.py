@@ -1,35 +1,61 @@
 """The cache management API, compatible with the original's curl examples.
 
-``GET /api/cache`` answers statistics to anyone (no secrets in it, like ``/metrics``);
+``GET /api/cache`` answers statistics to anyone (no secrets in it, like ``/metrics``); the
+key count and memory figures it shows anyone are at most ``OGCACHE_STATS_MAX_AGE`` seconds old
+and shared, so calling it often cannot make Redis scan more (the admin token gets them fresh).
 ``POST /api/cache`` actions need the admin token.
 """
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field
 
-from ogcache.api.deps import AdminDep, RuntimeDep
+from ogcache.api.deps import AdminDep, IsAdminDep, RuntimeDep
+from ogcache.api.errors import BadRequestRoute
 from ogcache.cache import CacheReport
 from ogcache.errors import InvalidInputError
 
-router = APIRouter(prefix="/api/cache", tags=["cache"])
+# Admin actions are refused as a whole when their body is malformed: a 400, like any other
+# action the service will not run (GET takes no input, so this changes nothing for it).
+router = APIRouter(prefix="/api/cache", tags=["cache"], route_class=BadRequestRoute)
 
 ACTIONS = ("warmup", "warmup-menu", "clear", "clear-prefix")
 
 
-class CacheAction(BaseModel):
+class _Action(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    action: str = Field(description=f"One of: {', '.join(ACTIONS)}.")
-    prefix: str | None = Field(
-        default=None,
+
+class WarmupAction(_Action):
+    action: Literal["warmup"]
+
+
+class WarmupMenuAction(_Action):
+    action: Literal["warmup-menu"]
+
+
+class ClearAction(_Action):
+    action: Literal["clear"]
+
+
+class ClearPrefixAction(_Action):
+    action: Literal["clear-prefix"]
+    prefix: str = Field(
         max_length=512,
-        description="For clear-prefix: a literal key prefix inside this application's keyspace,"
-        " e.g. 'user:profile:'.",
+        description="A literal key prefix inside this application's keyspace, e.g. "
+        "'user:profile:'.",
     )
+
+
+# Each action takes exactly its own fields: `{"action": "clear", "prefix": "menu:"}` is refused
+# rather than read as a clear of everything.
+CacheAction = Annotated[
+    WarmupAction | WarmupMenuAction | ClearAction | ClearPrefixAction,
+    Field(discriminator="action"),
+]
 
 
 class CacheActionResult(BaseModel):
@@ -70,6 +96,7 @@ def report_json(report: CacheReport) -> dict[str, Any]:
         "available": report.available,
         "totalKeys": report.keys.count if report.keys else None,
         "totalKeysComplete": report.keys.complete if report.keys else None,
+        "measuredSecondsAgo": round(report.age, 3),
         "hitRate": hits / lookups if lookups else None,
         "namespaces": namespaces,
     }
@@ -107,34 +134,37 @@ def report_json(report: CacheReport) -> dict[str, Any]:
 
 
 @router.get("")
-async def cache_stats(runtime: RuntimeDep) -> dict[str, Any]:
-    """Availability, key count, memory and per-namespace statistics."""
-    return report_json(await runtime.cache.report())
+async def cache_stats(runtime: RuntimeDep, admin: IsAdminDep) -> dict[str, Any]:
+    """Availability, key count, memory and per-namespace statistics. Availability, the key
+    count and memory are measured at most every ``OGCACHE_STATS_MAX_AGE`` seconds for callers
+    without the admin token (``measuredSecondsAgo`` says when)."""
+    max_age = 0.0 if admin else runtime.settings.stats_max_age
+    return report_json(await runtime.cache.report(max_age=max_age))
 
 
 @router.post("", response_model=CacheActionResult, response_model_exclude_none=True)
 async def cache_action(
     body: CacheAction, runtime: RuntimeDep, _admin: AdminDep
 ) -> CacheActionResult:
-    """Run an admin action: ``warmup``, ``warmup-menu``, ``clear`` or ``clear-prefix``."""
-    if body.action == "warmup":
+    """Run an admin action: ``warmup``, ``warmup-menu``, ``clear`` or ``clear-prefix``
+    (``prefix`` only with ``clear-prefix``). A body that is not exactly one of these is a 400
+    and does nothing."""
+    if isinstance(body, WarmupAction):
         report = await runtime.warmup.warm_critical()
         return CacheActionResult(action="warmup", warmed=report.warmed, keysWarmed=len(report))
-    if body.action == "warmup-menu":
+    if isinstance(body, WarmupMenuAction):
         report = await runtime.warmup.warm_menu()
         return CacheActionResult(action="warmup-menu", warmed=report.warmed, keysWarmed=len(report))
-    if body.action == "clear":
+    if isinstance(body, ClearAction):
         return CacheActionResult(action="clear", keysCleared=await runtime.cache.clear())
-    if body.action == "clear-prefix":
-        prefix = (body.prefix or "").strip()
-        own = f"{runtime.cache.prefix}:"
-        if prefix.startswith(own):
-            prefix = prefix[len(own) :]
-        if not prefix:
-            raise InvalidInputError(
-                "clear-prefix needs a non-empty 'prefix', e.g. 'user:profile:'; "
-                "use the 'clear' action to remove everything"
-            )
-        removed = await runtime.cache.clear_prefix(prefix)
-        return CacheActionResult(action="clear-prefix", keysCleared=removed, prefix=prefix)
-    raise InvalidInputError(f"unknown action {body.action!r}; valid actions: {', '.join(ACTIONS)}")
+    prefix = body.prefix.strip()
+    own = f"{runtime.cache.prefix}:"
+    if prefix.startswith(own):
+        prefix = prefix[len(own) :]
+    if not prefix:
+        raise InvalidInputError(
+            "clear-prefix needs a non-empty 'prefix', e.g. 'user:profile:'; "
+            "use the 'clear' action to remove everything"
+        )
+    removed = await runtime.cache.clear_prefix(prefix)
+    return CacheActionResult(action="clear-prefix", keysCleared=removed, prefix=prefix)

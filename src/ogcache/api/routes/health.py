@@ -12,11 +12,15 @@ from sqlalchemy import text
 
 from ogcache.api.deps import RuntimeDep
 from ogcache.api.metrics import render_metrics
+from ogcache.cache.memo import Memo
 from ogcache.runtime import Runtime
 
 router = APIRouter(tags=["operations"])
 
 PROBE_TIMEOUT = 2.0
+# Health probes answered within this many seconds share one check, so a flood of anonymous
+# /healthz calls costs the database one connection per second, not one per call.
+HEALTH_MAX_AGE = 1.0
 
 
 async def _database_ok(runtime: Runtime) -> bool:
@@ -37,11 +41,17 @@ async def _cache_ok(runtime: Runtime) -> bool:
     return True
 
 
-@router.get("/healthz")
-async def healthz(runtime: RuntimeDep) -> JSONResponse:
-    """``ok``; ``degraded`` when only the cache is down (requests are served, slower);
-    ``down`` (503) when the database is unreachable."""
+async def _check(runtime: Runtime) -> tuple[bool, bool]:
     database, cache = await asyncio.gather(_database_ok(runtime), _cache_ok(runtime))
+    return database, cache
+
+
+@router.get("/healthz")
+async def healthz(request: Request, runtime: RuntimeDep) -> JSONResponse:
+    """``ok``; ``degraded`` when only the cache is down (requests are served, slower);
+    ``down`` (503) when the database is unreachable. At most ``HEALTH_MAX_AGE`` s old."""
+    memo: Memo[tuple[bool, bool]] = request.app.state.health_checks
+    (database, cache), _ = await memo.get(lambda: _check(runtime), HEALTH_MAX_AGE)
     status: Literal["ok", "degraded", "down"] = (
         "down" if not database else "ok" if cache else "degraded"
     )
