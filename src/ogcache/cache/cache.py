@@ -59,6 +59,9 @@ _now = time.perf_counter
 # negative caching works for typed namespaces too.
 _NULL: Final = b"null"
 _MAX_LEASE_ATTEMPTS: Final = 1000
+# Compare-and-set rounds of one update(): each lost round means another writer succeeded, so
+# this bounds the writers an update waits behind, not the time a lone writer takes.
+_MAX_UPDATE_ATTEMPTS: Final = 100
 # Leases this process has already waited out, so a caller that finds the same dead lease
 # again loads at once instead of waiting a second time.
 _ABANDONED_LEASES_KEPT: Final = 1024
@@ -434,6 +437,85 @@ class Cache:
     async def delete(self, namespace: Namespace[Any], key: str) -> bool:
         """Invalidate one entry; False if the backend could not be reached."""
         return await self.invalidate([(namespace, key)])
+
+    async def update(
+        self,
+        namespace: Namespace[T],
+        key: str,
+        change: Callable[[T | None], T | None],
+        ttl: float | None = None,
+    ) -> T | None:
+        """Atomic read-modify-write of one entry: store ``change(current)`` only if the entry
+        still holds the ``current`` it was given, else read again and retry (bounded).
+
+        For small shared records (per-user counters, quotas) whose writers must not lose each
+        other's changes. ``current`` is ``None`` when the entry is absent, expired or
+        undecodable. ``change`` returning ``None`` deletes the entry; returning ``current``
+        itself (the same object) writes nothing; raising aborts with nothing written and the
+        exception propagates. It may run several times, so it must have no side effects.
+        ``ttl`` as in :meth:`set`. Returns what was stored.
+
+        Unlike the other data-path calls this raises :class:`BackendError` when the store
+        cannot be reached or the entry kept changing for every attempt, so the caller knows
+        the change was not made.
+        """
+        self._check_ttl(ttl)
+        stats = self._stats_for(namespace)
+        full = self.full_key(namespace, key)
+        delay = 0.001
+        for _ in range(_MAX_UPDATE_ATTEMPTS):
+            start = _now()
+            try:
+                raw = await self.backend.get(full)
+            except Exception as exc:
+                raise self._update_failed(stats, exc) from exc
+            found = self._inspect(namespace, stats, raw)
+            current = found.value if found.state is _State.FRESH else None
+            new = change(current)
+            if new is current and (current is not None or raw is None):
+                return current  # unchanged (or absent and still to be absent): nothing to write
+            data, lifetime = None, 1.0
+            if new is not None:
+                try:
+                    data, lifetime = self._encode(namespace, new, ttl, 0.0)
+                except Exception as exc:
+                    self._not_encoded(namespace, stats, exc)
+                    raise
+            try:
+                if raw is None:
+                    # Nothing to compare with: create it only if it is still absent.
+                    assert data is not None
+                    done = await self.backend.add(full, data, lifetime) is None
+                elif found.entry is not None:  # every write has a new random write id
+                    done = await self.backend.replace_if(
+                        full, found.entry.write_id, WRITE_ID_OFFSET, data, lifetime
+                    )
+                else:  # a lease or undecodable bytes: replace that very value
+                    done = await self.backend.replace_if(full, raw, 0, data, lifetime)
+            except Exception as exc:
+                raise self._update_failed(stats, exc) from exc
+            finally:
+                self._local.invalidate([full])
+            stats.operations.record(_now() - start)
+            if done:
+                if data is None:
+                    stats.invalidations += 1
+                else:
+                    stats.sets += 1
+                return new
+            stats.sets_rejected += 1
+            await asyncio.sleep(self._random.uniform(0, delay))  # spread the contenders out
+            delay = min(delay * 2, 0.05)
+        raise BackendError(
+            f"cache update of {namespace.name} gave up: the entry was changed by other writers "
+            f"{_MAX_UPDATE_ATTEMPTS} times in a row; retry later"
+        )
+
+    def _update_failed(self, stats: NamespaceStats, exc: Exception) -> BackendError:
+        self._backend_failed(stats, "update", exc)
+        if isinstance(exc, BackendError):
+            return exc
+        return BackendError(f"cache update failed: {exc}")
 
     # --- many keys, one round trip each --------------------------------------------------
 

@@ -12,7 +12,8 @@ The tree::
 Data-path operations (``get``, ``set``, ``delete``, ``get_or_load`` and their ``_many`` forms)
 never raise ``BackendError``: they count and log it and degrade to a miss. Administrative
 operations (``clear``, ``clear_prefix``, ``count_keys``, ``ping``) raise it, because an operator
-who asked to clear the cache must learn that nothing was cleared.
+who asked to clear the cache must learn that nothing was cleared; so does ``update``, whose
+caller must know whether its change was made.
 """
 
 from __future__ import annotations

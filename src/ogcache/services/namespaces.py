@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from ogcache.cache import ModelCodec, Namespace
+from ogcache.cache import JsonCodec, ModelCodec, Namespace
 from ogcache.config import Settings
 from ogcache.schemas import (
     AuthIdentity,
@@ -40,6 +40,7 @@ class AppNamespaces:
     auth_token: Namespace[AuthIdentity]
     auth_session: Namespace[SessionState]
     session: Namespace[SessionRecord]
+    session_index: Namespace[dict[str, dict[str, float]]]
     menu: Namespace[MenuPublic]
     menu_context: Namespace[str]
     analytics_today: Namespace[TodayMetrics]
@@ -98,6 +99,8 @@ class AppNamespaces:
                 local=config.local_ttl_auth,
             ),
             session=namespace("session", config.ttl_session, ModelCodec(SessionRecord)),
+            # Per owner: session id -> {"bytes", "expires_at"}, for the per-user limits.
+            session_index=namespace("session:index", config.ttl_session, JsonCodec()),
             menu=namespace(
                 "menu",
                 config.ttl_menu,
