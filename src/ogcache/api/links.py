@@ -18,7 +18,8 @@ Operation = tuple[str, str]  # (method, path)
 
 _USER = {"user_id": "$response.body#/user_id"}
 _CONVERSATION = {"conversation_id": "$response.body#/id"}
-_SESSION = {"session_id": "$response.body#/session_id"}
+# The admin names a user's session with ?user_id=; the same owner is meant by the next call.
+_SESSION = {"session_id": "$response.body#/session_id", "user_id": "$request.query.user_id"}
 
 # (source operation, status) -> link name -> (target operation, parameters, request body).
 LINKS: Final[dict[tuple[Operation, str], dict[str, tuple[Operation, dict[str, str], Any]]]] = {
