@@ -219,7 +219,7 @@ async def insert_json_conversations(engine: AsyncEngine) -> dict[uuid.UUID, list
                 JSON_CONVERSATIONS.insert().values(
                     id=cid, user_profile_id=profile_id, channel="web", language="en",
                     started_at=start, last_message_at=start, messages=messages,
-                    message_count=len(messages),
+                    message_count=len(messages) + 1,  # off: the upgrade recounts
                 )
             )  # fmt: skip
     return stored

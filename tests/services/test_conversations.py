@@ -458,6 +458,8 @@ async def test_paging_validates_its_arguments(runtime: Runtime) -> None:
     with pytest.raises(InvalidInputError, match="before"):
         await runtime.conversations.messages(conversation.id, before=0)
     assert await runtime.conversations.messages(conversation.id) == []
+    with pytest.raises(NotFoundError):
+        await runtime.conversations.messages(uuid.uuid4())
 
 
 async def test_a_full_conversation_refuses_a_message_and_stores_nothing(
@@ -538,3 +540,17 @@ async def test_create_refuses_past_the_conversation_limit(runtime: Runtime) -> N
     profile = await runtime.profiles.get("web_alice")
     assert profile is not None
     assert profile.total_conversations == 3
+
+
+async def test_deleting_the_profile_deletes_the_message_rows(runtime: Runtime) -> None:
+    await runtime.profiles.get_or_create(user_id="web_alice")
+    await runtime.profiles.get_or_create(user_id="web_bob")
+    mine, theirs = await start(runtime, "web_alice"), await start(runtime, "web_bob")
+    await add(runtime.conversations, mine.id, "a", "b")
+    await add(runtime.conversations, theirs.id, "c")
+
+    await runtime.profiles.delete("web_alice")
+
+    async with runtime.db() as session:
+        left = list(await session.scalars(select(ConversationMessage.content)))
+    assert left == ["c"]

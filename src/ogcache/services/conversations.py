@@ -167,7 +167,8 @@ class ConversationService:
     ) -> list[MessagePublic]:
         """Up to ``limit`` messages with ``seq < before`` (any when ``None``): the newest of
         them, oldest first. Read from the database, not cached: to page back through a
-        conversation, pass the first ``seq`` of a page as the next ``before``."""
+        conversation, pass the first ``seq`` of a page as the next ``before``.
+        ``NotFoundError`` for an unknown conversation."""
         cid = parse_conversation_id(conversation_id)
         if not 1 <= limit <= MAX_PAGE:
             raise InvalidInputError(f"limit must be between 1 and {MAX_PAGE}")
@@ -180,6 +181,8 @@ class ConversationService:
             rows = list(
                 await session.scalars(query.order_by(ConversationMessage.seq.desc()).limit(limit))
             )
+            if not rows and await session.get(Conversation, cid) is None:
+                raise NotFoundError(f"no conversation with id {cid}")
         return [_message(row) for row in reversed(rows)]
 
     async def add_message(

@@ -103,7 +103,12 @@ def upgrade() -> None:
     )
 
     connection = op.get_bind()
-    columns = (conversations.c.id, conversations.c.messages, conversations.c.last_message_at)
+    columns = (
+        conversations.c.id,
+        conversations.c.messages,
+        conversations.c.last_message_at,
+        conversations.c.message_count,
+    )
     for batch in _conversation_batches(connection, columns):
         rows: list[dict[str, Any]] = []
         for conversation in batch:
@@ -119,11 +124,12 @@ def upgrade() -> None:
                 for seq, message in enumerate(stored, start=1)
             )
             # The next append takes seq = message_count + 1: it must count the rows.
-            connection.execute(
-                conversations.update()
-                .where(conversations.c.id == conversation.id)
-                .values(message_count=len(stored))
-            )
+            if conversation.message_count != len(stored):
+                connection.execute(
+                    conversations.update()
+                    .where(conversations.c.id == conversation.id)
+                    .values(message_count=len(stored))
+                )
         if rows:
             connection.execute(messages.insert(), rows)
 
