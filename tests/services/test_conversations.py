@@ -425,6 +425,23 @@ async def test_the_cached_window_stays_below_the_byte_cap_with_large_messages(
     assert runtime.cache.stats()["conversation"].oversized == 0
 
 
+async def test_the_byte_cap_counts_the_encoded_size_of_escaped_content(
+    runtime: Runtime,
+) -> None:
+    """Control characters take 6 bytes each in JSON: the cap counts what the cache stores."""
+    await runtime.profiles.get_or_create(user_id="web_alice")
+    conversation = await start(runtime)
+    await add(runtime.conversations, conversation.id, *(["\x01" * 16_000] * 4))
+
+    loaded = await runtime.conversations.get(conversation.id)
+
+    assert loaded is not None
+    assert [m.seq for m in loaded.messages] == [4]  # 96,002 bytes each: one fits
+    ns = runtime.namespaces.conversation
+    assert await runtime.cache.get(ns, str(conversation.id)) == loaded
+    assert len(ns.codec.dumps(loaded)) < WINDOW_MAX_BYTES + 4096
+
+
 async def test_paging_returns_every_message_exactly_once(runtime: Runtime) -> None:
     await runtime.profiles.get_or_create(user_id="web_alice")
     conversation = await start(runtime)

@@ -13,6 +13,7 @@ import uuid
 from functools import partial
 from typing import Any, Final
 
+import orjson
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -41,9 +42,9 @@ __all__ = [
 
 RECENT_LIMIT = 20
 MAX_PAGE: Final = 100
-# The window's content, in UTF-8 bytes, stops at this (the newest message is always in it;
-# one is at most 16,000 characters): a cached conversation stays far below the cache's
-# 1 MiB value limit, so it is always cached.
+# The window's content, as the cache encodes it (JSON strings: UTF-8 plus escapes), stops at
+# this; the newest message is always in it (one is at most 16,000 characters, at most 96 KB
+# encoded). A cached conversation thus stays far below the cache's 1 MiB value limit.
 WINDOW_MAX_BYTES: Final = 128 * 1024
 
 
@@ -75,7 +76,7 @@ def _window(newest_first: list[ConversationMessage]) -> list[MessagePublic]:
     kept: list[MessagePublic] = []
     size = 0
     for row in newest_first:
-        size += len(row.content.encode())
+        size += len(orjson.dumps(row.content))
         if kept and size > WINDOW_MAX_BYTES:
             break
         kept.append(_message(row))
