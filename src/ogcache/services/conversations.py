@@ -153,9 +153,14 @@ class ConversationService:
             if found is None:
                 return None
             row, user_id = found
+            # Not past the count just read: an append committed in between stays out, so the
+            # window always agrees with message_count and last_message_at.
             newest = await session.scalars(
                 select(ConversationMessage)
-                .where(ConversationMessage.conversation_id == conversation_id)
+                .where(
+                    ConversationMessage.conversation_id == conversation_id,
+                    ConversationMessage.seq <= row.message_count,
+                )
                 .order_by(ConversationMessage.seq.desc())
                 .limit(self._limits.conversation_window)
             )
