@@ -100,11 +100,13 @@ class Settings(BaseSettings):
     # What one user may store (docs/security.md); a write past a limit is refused with 409.
     max_sessions_per_user: Annotated[int, Field(ge=1, le=10_000)] = 20
     max_session_bytes_per_user: Annotated[int, Field(ge=1024)] = 512 * 1024
-    max_conversations_per_user: Annotated[int, Field(ge=1)] = 1000
-    max_messages_per_conversation: Annotated[int, Field(ge=1)] = 2000
+    # Worst case per user: max_messages_per_user x 16,000 characters (80 M by default).
+    max_conversations_per_user: Annotated[int, Field(ge=1, le=100_000)] = 100
+    max_messages_per_conversation: Annotated[int, Field(ge=1, le=1_000_000)] = 500
+    max_messages_per_user: Annotated[int, Field(ge=1, le=10_000_000)] = 5000
     max_preferences_keys: Annotated[int, Field(ge=1, le=10_000)] = 100
     max_preferences_bytes: Annotated[int, Field(ge=256)] = 16 * 1024
-    # Messages of a conversation kept in its cache entry (newest first); older ones are paged.
+    # Messages of a conversation kept in its cache entry (the newest); older ones are paged.
     conversation_window: Annotated[int, Field(ge=1, le=500)] = 50
     # GET /api/cache and /metrics: the key count and memory figures are recomputed at most
     # this often and shared, so anonymous callers cannot make Redis scan on demand.

@@ -117,6 +117,9 @@ class ProfileUpdate(BaseModel):
 
 
 class MessagePublic(_Public):
+    """One message; ``seq`` is its 1-based position in the conversation (for paging)."""
+
+    seq: int
     role: Role
     content: str
     timestamp: datetime
@@ -153,6 +156,11 @@ class ConversationSummary(_Public):
 
 
 class ConversationPublic(ConversationSummary):
+    """The conversation with its newest messages in chronological order: at most
+    ``OGCACHE_CONVERSATION_WINDOW`` of them, and fewer when their content passes 128 KiB;
+    ``message_count`` is the total, and older ones are paged from
+    ``GET /api/conversations/{id}/messages``."""
+
     messages: list[MessagePublic]
 
 

@@ -3,7 +3,9 @@ exactly the schema the models describe, idempotently, and downgrade removes it."
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -11,15 +13,44 @@ import pytest
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import Connection, func, inspect, select, text
+from sqlalchemy import (
+    JSON,
+    Connection,
+    DateTime,
+    Integer,
+    Text,
+    Uuid,
+    column,
+    func,
+    inspect,
+    select,
+    table,
+    text,
+)
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ogcache.db import create_engine, upgrade
 from ogcache.db.migrate import alembic_config
-from ogcache.db.models import Base, MenuItem, utc_now
+from ogcache.db.models import (
+    Base,
+    Conversation,
+    ConversationMessage,
+    MenuItem,
+    UserProfile,
+    utc_now,
+)
 from tests.support.databases import create_postgres_database, drop_postgres_database
 
-TABLES = {"user_profiles", "conversations", "menu_items", "auth_sessions", "agent_events"}
+TABLES = {
+    "user_profiles",
+    "conversations",
+    "conversation_messages",
+    "menu_items",
+    "auth_sessions",
+    "agent_events",
+}
+HEAD = "0002"
 
 
 @pytest.fixture(params=["postgresql", "sqlite"])
@@ -81,10 +112,10 @@ async def test_a_fresh_database_has_no_tables(engine: AsyncEngine) -> None:
     assert await current_revision(engine) is None
 
 
-async def test_upgrade_creates_all_five_tables(engine: AsyncEngine) -> None:
+async def test_upgrade_creates_all_tables(engine: AsyncEngine) -> None:
     await upgrade(engine)
     assert await table_names(engine) == TABLES | {"alembic_version"}
-    assert await current_revision(engine) == "0001"
+    assert await current_revision(engine) == HEAD
 
 
 async def test_upgrading_twice_changes_nothing_and_keeps_the_data(engine: AsyncEngine) -> None:
@@ -100,7 +131,7 @@ async def test_upgrading_twice_changes_nothing_and_keeps_the_data(engine: AsyncE
     await upgrade(engine)
 
     assert await table_names(engine) == TABLES | {"alembic_version"}
-    assert await current_revision(engine) == "0001"
+    assert await current_revision(engine) == HEAD
     async with engine.connect() as connection:
         assert await connection.scalar(select(func.count()).select_from(MenuItem)) == 1
     assert await schema_differences(engine) == []
@@ -140,4 +171,118 @@ async def test_upgrade_after_downgrade_rebuilds_the_schema(engine: AsyncEngine) 
     await downgrade(engine)
     await upgrade(engine)
     assert await table_names(engine) == TABLES | {"alembic_version"}
+    assert await schema_differences(engine) == []
+
+
+# --- 0002: messages move from the JSON list to rows, and back on downgrade ----------------
+
+JSON_CONVERSATIONS = table(
+    "conversations",
+    column("id", Uuid()),
+    column("user_profile_id", Uuid()),
+    column("channel", Text()),
+    column("language", Text()),
+    column("started_at", DateTime(timezone=True)),
+    column("last_message_at", DateTime(timezone=True)),
+    column("messages", JSON().with_variant(JSONB(), "postgresql")),
+    column("message_count", Integer()),
+)
+
+
+async def insert_json_conversations(engine: AsyncEngine) -> dict[uuid.UUID, list[dict]]:
+    """A profile with three conversations in the 0001 layout: five messages, none, one."""
+    start = datetime(2026, 11, 1, 12, 0, 0, 123456, tzinfo=UTC)
+    profile_id = uuid.uuid4()
+    stored: dict[uuid.UUID, list[dict]] = {
+        uuid.uuid4(): [
+            {
+                "role": "user" if n % 2 == 0 else "assistant",
+                "content": f"message {n} ✓",
+                "timestamp": (start + timedelta(minutes=n, microseconds=n)).isoformat(),
+            }
+            for n in range(5)
+        ],
+        uuid.uuid4(): [],
+        uuid.uuid4(): [{"role": "user", "content": "only", "timestamp": start.isoformat()}],
+    }
+    async with engine.begin() as connection:
+        await connection.execute(
+            UserProfile.__table__.insert().values(
+                id=profile_id, user_id="migrated", created_at=start, updated_at=start,
+                first_visit=start, last_visit=start, total_conversations=3, total_messages=6,
+                total_orders=0, total_spent=0, preferences={}, loyalty_points=0,
+                is_active=True, is_blocked=False,
+            )
+        )  # fmt: skip
+        for cid, messages in stored.items():
+            await connection.execute(
+                JSON_CONVERSATIONS.insert().values(
+                    id=cid, user_profile_id=profile_id, channel="web", language="en",
+                    started_at=start, last_message_at=start, messages=messages,
+                    message_count=len(messages) + 1,  # off: the upgrade recounts
+                )
+            )  # fmt: skip
+    return stored
+
+
+async def test_0002_moves_every_message_into_rows_and_back(engine: AsyncEngine) -> None:
+    await upgrade(engine, "0001")
+    stored = await insert_json_conversations(engine)
+
+    await upgrade(engine)
+
+    assert await schema_differences(engine) == []
+    async with engine.connect() as connection:
+        rows = (
+            await connection.execute(
+                select(ConversationMessage).order_by(
+                    ConversationMessage.conversation_id, ConversationMessage.seq
+                )
+            )
+        ).all()
+        counts = dict(
+            (await connection.execute(select(Conversation.id, Conversation.message_count))).all()
+        )
+    for cid, messages in stored.items():
+        mine = [row for row in rows if row.conversation_id == cid]
+        assert [row.seq for row in mine] == list(range(1, len(messages) + 1))
+        assert [(row.role, row.content) for row in mine] == [
+            (m["role"], m["content"]) for m in messages
+        ]
+        assert [row.created_at for row in mine] == [
+            datetime.fromisoformat(m["timestamp"]) for m in messages
+        ]
+        assert counts[cid] == len(messages)
+
+    await downgrade(engine, "0001")
+
+    assert "conversation_messages" not in await table_names(engine)
+    async with engine.connect() as connection:
+        back = dict(
+            (
+                await connection.execute(
+                    select(JSON_CONVERSATIONS.c.id, JSON_CONVERSATIONS.c.messages)
+                )
+            ).all()
+        )
+    assert back.keys() == stored.keys()
+    for cid, messages in stored.items():
+        assert [(m["role"], m["content"]) for m in back[cid]] == [
+            (m["role"], m["content"]) for m in messages
+        ]
+        assert [datetime.fromisoformat(m["timestamp"]) for m in back[cid]] == [
+            datetime.fromisoformat(m["timestamp"]) for m in messages
+        ]
+
+
+async def test_0002_downgrade_then_upgrade_keeps_new_messages(engine: AsyncEngine) -> None:
+    # Messages written as rows survive a round trip through the JSON layout.
+    await upgrade(engine, "0001")
+    stored = await insert_json_conversations(engine)
+    await upgrade(engine)
+    await downgrade(engine, "0001")
+    await upgrade(engine)
+    async with engine.connect() as connection:
+        total = await connection.scalar(select(func.count()).select_from(ConversationMessage))
+    assert total == sum(len(messages) for messages in stored.values())
     assert await schema_differences(engine) == []

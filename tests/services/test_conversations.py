@@ -1,4 +1,6 @@
-"""Conversations: cached by id, listed per user, every write invalidating what it changed."""
+"""Conversations: cached by id (with a window of the newest messages), listed per user, every
+write invalidating what it changed; messages as rows, paged from the database; the storage
+limits refuse a write and store nothing."""
 
 from __future__ import annotations
 
@@ -10,16 +12,19 @@ from pydantic import ValidationError
 from sqlalchemy import select
 
 from ogcache.cache import MISSING
-from ogcache.db.models import Conversation, UserProfile
-from ogcache.errors import InvalidInputError, NotFoundError
+from ogcache.db.models import Conversation, ConversationMessage, UserProfile
+from ogcache.errors import InvalidInputError, LimitExceededError, NotFoundError
 from ogcache.runtime import Runtime
-from ogcache.schemas import ConversationCreate, ConversationPublic, MessageCreate
+from ogcache.schemas import ConversationCreate, ConversationPublic, MessageCreate, MessagePublic
+from ogcache.services import ConversationService, ServiceContext, StorageLimits
+from ogcache.services.conversations import WINDOW_MAX_BYTES
 
 
 async def database_conversation(
     runtime: Runtime, conversation_id: uuid.UUID
 ) -> ConversationPublic | None:
-    """The conversation as the database holds it, read without the service."""
+    """The conversation as the database holds it, with all its messages, read without the
+    service."""
     async with runtime.db() as session:
         found = (
             await session.execute(
@@ -28,12 +33,40 @@ async def database_conversation(
                 .where(Conversation.id == conversation_id)
             )
         ).first()
-    if found is None:
-        return None
-    row, user_id = found
-    return ConversationPublic.model_validate(
-        {**{c.key: getattr(row, c.key) for c in Conversation.__table__.columns}, "user_id": user_id}
+        if found is None:
+            return None
+        row, user_id = found
+        messages = await session.scalars(
+            select(ConversationMessage)
+            .where(ConversationMessage.conversation_id == conversation_id)
+            .order_by(ConversationMessage.seq)
+        )
+        return ConversationPublic.model_validate(
+            {
+                **{c.key: getattr(row, c.key) for c in Conversation.__table__.columns},
+                "user_id": user_id,
+                "messages": [
+                    {"seq": m.seq, "role": m.role, "content": m.content, "timestamp": m.created_at}
+                    for m in messages
+                ],
+            }
+        )
+
+
+def limited(runtime: Runtime, **limits: int) -> ConversationService:
+    """The runtime's conversation service with other storage limits (same database, cache)."""
+    context = ServiceContext(
+        db=runtime.db,
+        cache=runtime.cache,
+        namespaces=runtime.namespaces,
+        limits=StorageLimits(**limits),
     )
+    return ConversationService(context)
+
+
+async def add(service: ConversationService, conversation_id: uuid.UUID, *contents: str) -> None:
+    for content in contents:
+        await service.add_message(conversation_id, MessageCreate(role="user", content=content))
 
 
 async def start(runtime: Runtime, user_id: str = "web_alice") -> ConversationPublic:
@@ -135,11 +168,16 @@ async def test_add_message_invalidates_conversation_list_and_both_profile_keys(
     ]
     assert MISSING not in await runtime.cache.get_entries(entries)
 
-    await runtime.conversations.add_message(
+    added = await runtime.conversations.add_message(
         conversation.id, MessageCreate(role="user", content="anything sativa?")
     )
 
-    assert await runtime.cache.get_entries(entries) == [MISSING] * 4
+    # The conversation's entry holds the new state (add_message reads its answer through the
+    # cache after invalidating); the others are gone until the next read.
+    cached = await runtime.cache.get_entries(entries)
+    assert cached[0] == added
+    assert [m.content for m in added.messages] == ["anything sativa?"]
+    assert cached[1:] == [MISSING] * 3
     loaded = await runtime.conversations.get(conversation.id)
     assert loaded is not None
     assert [m.content for m in loaded.messages] == ["anything sativa?"]
@@ -171,6 +209,7 @@ async def test_concurrent_add_message_loses_no_message(runtime: Runtime) -> None
     assert stored is not None
     assert stored.message_count == 20
     assert sorted(m.content for m in stored.messages) == sorted(contents)
+    assert [m.seq for m in stored.messages] == list(range(1, 21))
     assert await runtime.conversations.get(conversation.id) == stored
     profile = await runtime.profiles.get("web_alice")
     assert profile is not None
@@ -318,3 +357,217 @@ async def test_concurrent_create_counts_every_conversation(runtime: Runtime) -> 
     profile = await runtime.profiles.get("web_alice")
     assert profile is not None
     assert profile.total_conversations == 10
+
+
+# --- messages as rows: the window, paging, the limits ---------------------------------------
+
+
+async def test_concurrent_writers_get_distinct_consecutive_seqs(runtime: Runtime) -> None:
+    """Several tasks, each appending in turn, interleave: nothing is lost, no seq repeats."""
+    await runtime.profiles.get_or_create(user_id="web_alice")
+    conversation = await start(runtime)
+    writers, each = 5, 6
+
+    async def writer(name: int) -> None:
+        await add(runtime.conversations, conversation.id, *(f"w{name}-{n}" for n in range(each)))
+
+    await asyncio.gather(*(writer(name) for name in range(writers)))
+
+    stored = await database_conversation(runtime, conversation.id)
+    assert stored is not None
+    assert stored.message_count == writers * each
+    assert [m.seq for m in stored.messages] == list(range(1, writers * each + 1))
+    assert sorted(m.content for m in stored.messages) == sorted(
+        f"w{name}-{n}" for name in range(writers) for n in range(each)
+    )
+    for name in range(writers):  # each writer's own messages keep their order
+        mine = [m.content for m in stored.messages if m.content.startswith(f"w{name}-")]
+        assert mine == [f"w{name}-{n}" for n in range(each)]
+
+
+async def test_get_holds_the_newest_window_in_order_and_the_total_count(
+    runtime: Runtime,
+) -> None:
+    await runtime.profiles.get_or_create(user_id="web_alice")
+    conversation = await start(runtime)
+    service = limited(runtime, conversation_window=3)
+    await add(service, conversation.id, *(f"m{n}" for n in range(1, 8)))
+
+    loaded = await service.get(conversation.id)
+
+    assert loaded is not None
+    assert loaded.message_count == 7
+    assert [(m.seq, m.content) for m in loaded.messages] == [(5, "m5"), (6, "m6"), (7, "m7")]
+    cached = await runtime.cache.get(runtime.namespaces.conversation, str(conversation.id))
+    assert cached == loaded
+
+
+async def test_the_cached_window_stays_below_the_byte_cap_with_large_messages(
+    runtime: Runtime,
+) -> None:
+    await runtime.profiles.get_or_create(user_id="web_alice")
+    conversation = await start(runtime)
+    # 16,000 three-byte characters: 48,000 bytes each, so only two fit in 128 KiB.
+    big = [str(n % 10) + "€" * 15_999 for n in range(12)]
+    await add(runtime.conversations, conversation.id, *big)
+
+    loaded = await runtime.conversations.get(conversation.id)
+
+    assert loaded is not None
+    assert loaded.message_count == 12
+    assert [m.seq for m in loaded.messages] == [11, 12]
+    assert [m.content for m in loaded.messages] == big[-2:]
+    ns = runtime.namespaces.conversation
+    cached = await runtime.cache.get(ns, str(conversation.id))
+    assert cached == loaded  # cached, not refused as oversized
+    assert sum(len(m.content.encode()) for m in loaded.messages) <= WINDOW_MAX_BYTES
+    assert len(ns.codec.dumps(loaded)) < WINDOW_MAX_BYTES + 4096
+    assert runtime.cache.stats()["conversation"].oversized == 0
+
+
+async def test_the_byte_cap_counts_the_encoded_size_of_escaped_content(
+    runtime: Runtime,
+) -> None:
+    """Control characters take 6 bytes each in JSON: the cap counts what the cache stores."""
+    await runtime.profiles.get_or_create(user_id="web_alice")
+    conversation = await start(runtime)
+    await add(runtime.conversations, conversation.id, *(["\x01" * 16_000] * 4))
+
+    loaded = await runtime.conversations.get(conversation.id)
+
+    assert loaded is not None
+    assert [m.seq for m in loaded.messages] == [4]  # 96,002 bytes each: one fits
+    ns = runtime.namespaces.conversation
+    assert await runtime.cache.get(ns, str(conversation.id)) == loaded
+    assert len(ns.codec.dumps(loaded)) < WINDOW_MAX_BYTES + 4096
+
+
+async def test_paging_returns_every_message_exactly_once(runtime: Runtime) -> None:
+    await runtime.profiles.get_or_create(user_id="web_alice")
+    conversation = await start(runtime)
+    await add(runtime.conversations, conversation.id, *(f"m{n}" for n in range(1, 24)))
+
+    pages: list[list[MessagePublic]] = []
+    before: int | None = None
+    while True:
+        page = await runtime.conversations.messages(conversation.id, before=before, limit=5)
+        if not page:
+            break
+        pages.append(page)
+        before = page[0].seq
+
+    assert [len(page) for page in pages] == [5, 5, 5, 5, 3]
+    for page in pages:  # each page chronological, the newest page first
+        assert [m.seq for m in page] == sorted(m.seq for m in page)
+    assert pages[0][-1].seq == 23
+    seen = [m for page in reversed(pages) for m in page]
+    assert [(m.seq, m.content) for m in seen] == [(n, f"m{n}") for n in range(1, 24)]
+    everything = await runtime.conversations.messages(conversation.id, limit=100)
+    assert everything == seen
+
+
+async def test_paging_validates_its_arguments(runtime: Runtime) -> None:
+    await runtime.profiles.get_or_create(user_id="web_alice")
+    conversation = await start(runtime)
+    for limit in (0, 101):
+        with pytest.raises(InvalidInputError, match="limit"):
+            await runtime.conversations.messages(conversation.id, limit=limit)
+    with pytest.raises(InvalidInputError, match="before"):
+        await runtime.conversations.messages(conversation.id, before=0)
+    assert await runtime.conversations.messages(conversation.id) == []
+    with pytest.raises(NotFoundError):
+        await runtime.conversations.messages(uuid.uuid4())
+
+
+async def test_a_full_conversation_refuses_a_message_and_stores_nothing(
+    runtime: Runtime,
+) -> None:
+    await runtime.profiles.get_or_create(user_id="web_alice")
+    conversation = await start(runtime)
+    service = limited(runtime, max_messages_per_conversation=3)
+    await add(service, conversation.id, "one", "two", "three")
+    before = await database_conversation(runtime, conversation.id)
+    profile_before = await runtime.profiles.get("web_alice")
+
+    with pytest.raises(LimitExceededError, match="OGCACHE_MAX_MESSAGES_PER_CONVERSATION"):
+        await add(service, conversation.id, "four")
+
+    assert await database_conversation(runtime, conversation.id) == before
+    assert before is not None
+    assert before.message_count == 3
+    assert await runtime.profiles.get("web_alice") == profile_before
+    # Another conversation of the same user still takes messages.
+    other = await start(runtime)
+    await add(service, other.id, "elsewhere")
+
+
+async def test_the_per_user_message_budget_spans_conversations(runtime: Runtime) -> None:
+    await runtime.profiles.get_or_create(user_id="web_alice")
+    first, second = await start(runtime), await start(runtime)
+    service = limited(runtime, max_messages_per_user=3)
+    await add(service, first.id, "a", "b")
+    await add(service, second.id, "c")
+
+    with pytest.raises(LimitExceededError, match="OGCACHE_MAX_MESSAGES_PER_USER"):
+        await add(service, second.id, "d")
+
+    stored = await database_conversation(runtime, second.id)
+    assert stored is not None
+    assert [m.content for m in stored.messages] == ["c"]
+
+
+async def test_concurrent_appends_stop_exactly_at_the_limit(runtime: Runtime) -> None:
+    await runtime.profiles.get_or_create(user_id="web_alice")
+    conversation = await start(runtime)
+    service = limited(runtime, max_messages_per_conversation=4)
+
+    results = await asyncio.gather(
+        *(
+            service.add_message(conversation.id, MessageCreate(role="user", content=f"m{n}"))
+            for n in range(10)
+        ),
+        return_exceptions=True,
+    )
+
+    refused = [r for r in results if isinstance(r, LimitExceededError)]
+    assert len(refused) == 6
+    assert all(isinstance(r, ConversationPublic) for r in results if r not in refused)
+    stored = await database_conversation(runtime, conversation.id)
+    assert stored is not None
+    assert [m.seq for m in stored.messages] == [1, 2, 3, 4]
+    assert stored.message_count == 4
+
+
+async def test_create_refuses_past_the_conversation_limit(runtime: Runtime) -> None:
+    await runtime.profiles.get_or_create(user_id="web_alice")
+    service = limited(runtime, max_conversations_per_user=3)
+
+    results = await asyncio.gather(
+        *(service.create(ConversationCreate(user_id="web_alice", channel="web")) for _ in range(8)),
+        return_exceptions=True,
+    )
+
+    created = [r for r in results if isinstance(r, ConversationPublic)]
+    refused = [r for r in results if isinstance(r, LimitExceededError)]
+    assert (len(created), len(refused)) == (3, 5)
+    assert "OGCACHE_MAX_CONVERSATIONS_PER_USER" in str(refused[0])
+    async with runtime.db() as session:
+        rows = list(await session.scalars(select(Conversation.id)))
+    assert sorted(rows) == sorted(c.id for c in created)
+    profile = await runtime.profiles.get("web_alice")
+    assert profile is not None
+    assert profile.total_conversations == 3
+
+
+async def test_deleting_the_profile_deletes_the_message_rows(runtime: Runtime) -> None:
+    await runtime.profiles.get_or_create(user_id="web_alice")
+    await runtime.profiles.get_or_create(user_id="web_bob")
+    mine, theirs = await start(runtime, "web_alice"), await start(runtime, "web_bob")
+    await add(runtime.conversations, mine.id, "a", "b")
+    await add(runtime.conversations, theirs.id, "c")
+
+    await runtime.profiles.delete("web_alice")
+
+    async with runtime.db() as session:
+        left = list(await session.scalars(select(ConversationMessage.content)))
+    assert left == ["c"]

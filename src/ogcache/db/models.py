@@ -25,6 +25,7 @@ from sqlalchemy import (
     Numeric,
     Text,
     TypeDecorator,
+    UniqueConstraint,
     Uuid,
 )
 from sqlalchemy.dialects.postgresql import JSONB
@@ -36,6 +37,7 @@ __all__ = [
     "AuthSession",
     "Base",
     "Conversation",
+    "ConversationMessage",
     "MenuItem",
     "UTCDateTime",
     "UserProfile",
@@ -108,7 +110,8 @@ class UserProfile(Base):
 
 
 class Conversation(Base):
-    """A chat between a customer and the agent; messages are kept inline as a JSON list."""
+    """A chat between a customer and the agent; its messages are rows of
+    :class:`ConversationMessage` and ``message_count`` is how many it holds."""
 
     __tablename__ = "conversations"
     __table_args__ = (
@@ -125,9 +128,25 @@ class Conversation(Base):
     started_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utc_now)
     ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     last_message_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utc_now)
-    messages: Mapped[list[dict[str, Any]]] = mapped_column(JSONType, default=list)
     summary: Mapped[str | None] = mapped_column(Text)
     message_count: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class ConversationMessage(Base):
+    """One message of a conversation, one row each, so that an append writes one row
+    whatever the conversation's length; ``seq`` is its 1-based position."""
+
+    __tablename__ = "conversation_messages"
+    __table_args__ = (UniqueConstraint("conversation_id", "seq"),)
+
+    id: Mapped[int] = mapped_column(BigIntegerKey, primary_key=True, autoincrement=True)
+    conversation_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("conversations.id", ondelete="CASCADE")
+    )
+    seq: Mapped[int] = mapped_column(Integer)
+    role: Mapped[str] = mapped_column(Text)
+    content: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utc_now)
 
 
 class MenuItem(Base):

@@ -7,6 +7,7 @@ none. Running it twice changes nothing.
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -14,7 +15,14 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from ogcache.db.demo_data import DEMO_CONVERSATIONS, DEMO_EVENTS, DEMO_USERS, MENU_ITEMS
-from ogcache.db.models import AgentEvent, Conversation, MenuItem, UserProfile, utc_now
+from ogcache.db.models import (
+    AgentEvent,
+    Conversation,
+    ConversationMessage,
+    MenuItem,
+    UserProfile,
+    utc_now,
+)
 
 __all__ = ["SeedReport", "seed_demo_data"]
 
@@ -58,23 +66,30 @@ async def seed_demo_data(db: async_sessionmaker[AsyncSession]) -> SeedReport:
             if owner is None:
                 continue
             started = now - timedelta(days=len(DEMO_CONVERSATIONS) - index, minutes=30)
-            messages = [
-                {**message, "timestamp": (started + timedelta(minutes=n)).isoformat()}
-                for n, message in enumerate(seed["messages"])
-            ]
-            session.add(
-                Conversation(
-                    user_profile_id=owner.id,
-                    channel=seed["channel"],
-                    language=seed["language"],
-                    started_at=started,
-                    last_message_at=started + timedelta(minutes=len(messages)),
-                    messages=messages,
-                    message_count=len(messages),
+            count = len(seed["messages"])
+            conversation = Conversation(
+                id=uuid.uuid4(),
+                user_profile_id=owner.id,
+                channel=seed["channel"],
+                language=seed["language"],
+                started_at=started,
+                last_message_at=started + timedelta(minutes=count),
+                message_count=count,
+            )
+            session.add(conversation)
+            await session.flush()  # the conversation row first: its messages refer to it
+            session.add_all(
+                ConversationMessage(
+                    conversation_id=conversation.id,
+                    seq=n,
+                    role=message["role"],
+                    content=message["content"],
+                    created_at=started + timedelta(minutes=n - 1),
                 )
+                for n, message in enumerate(seed["messages"], start=1)
             )
             owner.total_conversations += 1
-            owner.total_messages += len(messages)
+            owner.total_messages += count
             conversations += 1
 
         events = 0

@@ -26,8 +26,11 @@ class StorageLimits:
 
     max_sessions_per_user: int = 20
     max_session_bytes_per_user: int = 512 * 1024
-    max_conversations_per_user: int = 1000
-    max_messages_per_conversation: int = 2000
+    max_conversations_per_user: int = 100
+    max_messages_per_conversation: int = 500
+    # Across all the user's conversations: with 16,000-character messages, this bounds what
+    # one user stores (5,000 x 16,000 = 80 M characters by default).
+    max_messages_per_user: int = 5000
     max_preferences_keys: int = 100
     max_preferences_bytes: int = 16 * 1024
     # Messages of a conversation kept in its cache entry and answered with it (the newest).

@@ -1,36 +1,51 @@
 """Conversations with their messages, and each user's recent conversations.
 
-Adding a message appends to the stored list under a row lock (no lost messages between
-concurrent writers), bumps the counters of the conversation and of the profile, and then
-invalidates the conversation, the user's list and the user's profile.
+Messages are rows. Adding one inserts one row under the conversation's row lock (seq =
+``message_count`` + 1, so concurrent writers get distinct consecutive positions and lose
+nothing), bumps the counters of the conversation and of the profile, and then invalidates the
+conversation, the user's list and the user's profile. Reads cache only a window of the newest
+messages, bounded in count and bytes; older messages are paged from the database.
 """
 
 from __future__ import annotations
 
 import uuid
 from functools import partial
-from typing import Any
+from typing import Any, Final
 
-from sqlalchemy import select
+import orjson
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ogcache.cache import Namespace
 from ogcache.db.locking import lock_for_write
-from ogcache.db.models import Conversation, UserProfile, utc_now
-from ogcache.errors import InvalidInputError, NotFoundError
+from ogcache.db.models import Conversation, ConversationMessage, UserProfile, utc_now
+from ogcache.errors import InvalidInputError, LimitExceededError, NotFoundError
 from ogcache.schemas import (
     ConversationCreate,
     ConversationPublic,
     ConversationSummary,
     MessageCreate,
+    MessagePublic,
 )
 from ogcache.services.base import ServiceContext
 from ogcache.services.namespaces import CacheEntry
 from ogcache.services.profiles import validate_user_id
 
-__all__ = ["RECENT_LIMIT", "ConversationService", "parse_conversation_id"]
+__all__ = [
+    "MAX_PAGE",
+    "RECENT_LIMIT",
+    "WINDOW_MAX_BYTES",
+    "ConversationService",
+    "parse_conversation_id",
+]
 
 RECENT_LIMIT = 20
+MAX_PAGE: Final = 100
+# The window's content, as the cache encodes it (JSON strings: UTF-8 plus escapes), stops at
+# this; the newest message is always in it (one is at most 16,000 characters, at most 96 KB
+# encoded). A cached conversation thus stays far below the cache's 1 MiB value limit.
+WINDOW_MAX_BYTES: Final = 128 * 1024
 
 
 def parse_conversation_id(conversation_id: str | uuid.UUID) -> uuid.UUID:
@@ -49,8 +64,24 @@ def _columns(row: Conversation, user_id: str) -> dict[str, Any]:
     }
 
 
-def _public(row: Conversation, user_id: str) -> ConversationPublic:
-    return ConversationPublic.model_validate(_columns(row, user_id))
+def _message(row: ConversationMessage) -> MessagePublic:
+    return MessagePublic.model_validate(
+        {"seq": row.seq, "role": row.role, "content": row.content, "timestamp": row.created_at}
+    )
+
+
+def _window(newest_first: list[ConversationMessage]) -> list[MessagePublic]:
+    """The newest messages whose content fits ``WINDOW_MAX_BYTES`` (at least one), oldest
+    first."""
+    kept: list[MessagePublic] = []
+    size = 0
+    for row in newest_first:
+        size += len(orjson.dumps(row.content))
+        if kept and size > WINDOW_MAX_BYTES:
+            break
+        kept.append(_message(row))
+    kept.reverse()
+    return kept
 
 
 class ConversationService:
@@ -60,12 +91,24 @@ class ConversationService:
         self._db = context.db
         self._cache = context.cache
         self._ns = context.namespaces
+        self._limits = context.limits
 
     async def create(self, data: ConversationCreate) -> ConversationPublic:
         """Start a conversation for an existing user (``NotFoundError`` otherwise)."""
         async with self._db.begin() as session:
             await lock_for_write(session)
             profile = await self._locked_profile(session, data.user_id)
+            # Counted under the profile lock: concurrent creates cannot both pass the limit.
+            held = await session.scalar(
+                select(func.count())
+                .select_from(Conversation)
+                .where(Conversation.user_profile_id == profile.id)
+            )
+            if (held or 0) >= self._limits.max_conversations_per_user:
+                raise LimitExceededError(
+                    f"user {data.user_id!r} already has {held} conversations, the limit "
+                    "(OGCACHE_MAX_CONVERSATIONS_PER_USER); continue an existing conversation"
+                )
             now = utc_now()
             row = Conversation(
                 user_profile_id=profile.id,
@@ -73,18 +116,20 @@ class ConversationService:
                 language=data.language,
                 started_at=now,
                 last_message_at=now,
-                messages=[],
                 message_count=0,
             )
             session.add(row)
             profile.total_conversations += 1
             await session.flush()
-            conversation = _public(row, profile.user_id)
+            conversation = ConversationPublic.model_validate(
+                {**_columns(row, profile.user_id), "messages": []}
+            )
         await self._invalidate(conversation, profile.telegram_user_id)
         return conversation
 
     async def get(self, conversation_id: str | uuid.UUID) -> ConversationPublic | None:
-        """The conversation with its messages, or ``None``."""
+        """The conversation with its newest messages (see ``ConversationPublic``), or
+        ``None``."""
         cid = parse_conversation_id(conversation_id)
         return await self._cache.get_or_load(
             self._ns.conversation, str(cid), lambda: self._load(cid)
@@ -105,13 +150,55 @@ class ConversationService:
                     .where(Conversation.id == conversation_id)
                 )
             ).first()
-            return _public(found[0], found[1]) if found is not None else None
+            if found is None:
+                return None
+            row, user_id = found
+            # Not past the count just read: an append committed in between stays out, so the
+            # window always agrees with message_count and last_message_at.
+            newest = await session.scalars(
+                select(ConversationMessage)
+                .where(
+                    ConversationMessage.conversation_id == conversation_id,
+                    ConversationMessage.seq <= row.message_count,
+                )
+                .order_by(ConversationMessage.seq.desc())
+                .limit(self._limits.conversation_window)
+            )
+            return ConversationPublic.model_validate(
+                {**_columns(row, user_id), "messages": _window(list(newest))}
+            )
+
+    async def messages(
+        self, conversation_id: str | uuid.UUID, *, before: int | None = None, limit: int = 50
+    ) -> list[MessagePublic]:
+        """Up to ``limit`` messages with ``seq < before`` (any when ``None``): the newest of
+        them, oldest first. Read from the database, not cached: to page back through a
+        conversation, pass the first ``seq`` of a page as the next ``before``.
+        ``NotFoundError`` for an unknown conversation."""
+        cid = parse_conversation_id(conversation_id)
+        if not 1 <= limit <= MAX_PAGE:
+            raise InvalidInputError(f"limit must be between 1 and {MAX_PAGE}")
+        if before is not None and before < 1:
+            raise InvalidInputError("before must be a seq, 1 or more")
+        query = select(ConversationMessage).where(ConversationMessage.conversation_id == cid)
+        if before is not None:
+            query = query.where(ConversationMessage.seq < before)
+        async with self._db() as session:
+            rows = list(
+                await session.scalars(query.order_by(ConversationMessage.seq.desc()).limit(limit))
+            )
+            if not rows and await session.get(Conversation, cid) is None:
+                raise NotFoundError(f"no conversation with id {cid}")
+        return [_message(row) for row in reversed(rows)]
 
     async def add_message(
         self, conversation_id: str | uuid.UUID, message: MessageCreate
     ) -> ConversationPublic:
-        """Append a message; the conversation as stored afterwards is returned."""
+        """Append a message (one row insert, whatever the conversation's length); the
+        conversation as stored afterwards is returned. ``LimitExceededError`` when the
+        conversation or the user is full."""
         cid = parse_conversation_id(conversation_id)
+        limits = self._limits
         async with self._db.begin() as session:
             await lock_for_write(session)
             row = await session.scalar(
@@ -119,20 +206,39 @@ class ConversationService:
             )
             if row is None:
                 raise NotFoundError(f"no conversation with id {cid}")
+            if row.message_count >= limits.max_messages_per_conversation:
+                raise LimitExceededError(
+                    f"conversation {cid} already holds {row.message_count} messages, the limit "
+                    "(OGCACHE_MAX_MESSAGES_PER_CONVERSATION); start a new conversation"
+                )
             profile = await session.scalar(
                 select(UserProfile).where(UserProfile.id == row.user_profile_id).with_for_update()
             )
             assert profile is not None  # the foreign key guarantees it
+            if profile.total_messages >= limits.max_messages_per_user:
+                raise LimitExceededError(
+                    f"user {profile.user_id!r} already has {profile.total_messages} messages, "
+                    "the limit (OGCACHE_MAX_MESSAGES_PER_USER); the operator can raise it"
+                )
             now = utc_now()
-            entry = {"role": message.role, "content": message.content, "timestamp": now.isoformat()}
-            row.messages = [*row.messages, entry]
+            session.add(
+                ConversationMessage(
+                    conversation_id=cid,
+                    seq=row.message_count + 1,
+                    role=message.role,
+                    content=message.content,
+                    created_at=now,
+                )
+            )
             row.message_count = row.message_count + 1
             row.last_message_at = now
             profile.total_messages += 1
             await session.flush()
-            conversation = _public(row, profile.user_id)
-        await self._invalidate(conversation, profile.telegram_user_id)
-        return conversation
+            summary = ConversationSummary.model_validate(_columns(row, profile.user_id))
+        await self._invalidate(summary, profile.telegram_user_id)
+        # The answer's window is read after the commit, outside the locks, through the cache
+        # (so the next read is a hit); it may already show messages added since.
+        return await self.require(cid)
 
     async def recent(self, user_id: str, limit: int = RECENT_LIMIT) -> list[ConversationSummary]:
         """The user's most recent conversations (newest first, without messages)."""
@@ -185,7 +291,7 @@ class ConversationService:
         return profile
 
     async def _invalidate(
-        self, conversation: ConversationPublic, telegram_user_id: int | None
+        self, conversation: ConversationSummary, telegram_user_id: int | None
     ) -> None:
         entries: list[tuple[Namespace[Any], str]] = [
             (self._ns.conversation, str(conversation.id)),

@@ -56,11 +56,12 @@ class AppNamespaces:
 
         def namespace(
             name: str, ttl: float, codec: Any, *, local: float = 0.0, stale: bool = False,
-            secret_keys: bool = False,
+            secret_keys: bool = False, version: int = 1,
         ) -> Namespace[Any]:  # fmt: skip
             return Namespace(
                 name,
                 ttl,
+                version=version,
                 codec=codec,
                 negative_ttl=negative,
                 stale_ttl=settings.stale_grace if stale else 0.0,
@@ -77,8 +78,9 @@ class AppNamespaces:
             profile_by_telegram=namespace(
                 "user:telegram", config.ttl_profile, profile_codec, local=config.local_ttl_profile
             ),
+            # v2: the newest messages only, each with its seq (v1 held the whole list).
             conversation=namespace(
-                "conversation", config.ttl_conversation, ModelCodec(ConversationPublic)
+                "conversation", config.ttl_conversation, ModelCodec(ConversationPublic), version=2
             ),
             recent_conversations=namespace(
                 "conversation:recent",
