@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import secrets
 import shutil
 import socket
 import statistics
@@ -45,7 +46,7 @@ from ogcache.runtime import Runtime
 KEYS = 120_000
 CALLS = 100
 PARALLEL = 20
-ADMIN_TOKEN = "bench-admin-token-0123456789abcdef0123456789"
+ADMIN_TOKEN = secrets.token_hex(32)
 RESULTS = Path(__file__).resolve().parent / "results" / "stats-lever.json"
 
 
@@ -60,7 +61,7 @@ def _start_redis(directory: str) -> tuple[subprocess.Popen[bytes], str]:
     if binary is None:
         sys.exit("redis-server is not installed (apt-get install redis-server)")
     port = _free_port()
-    process = subprocess.Popen(
+    process = subprocess.Popen(  # noqa: S603 (our own argv: the binary found on PATH)
         [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--dir", directory],
         stdout=subprocess.DEVNULL,
     )
@@ -136,7 +137,7 @@ async def main() -> dict[str, Any]:
             database_url=url,
             redis_url=redis_url,
             admin_token=ADMIN_TOKEN,
-            jwt_secret="bench-jwt-secret-0123456789abcdef0123456789",
+            jwt_secret=secrets.token_hex(32),
         )
         async with Runtime.open(settings) as runtime:
             await runtime.migrate()
