@@ -289,6 +289,7 @@ async def test_an_action_with_a_field_it_does_not_take_is_400_and_does_nothing(
     response = await client.post("/api/cache", json=body, headers=ADMIN)
     error = assert_error(response, 400, "invalid_input")
     assert "not permitted" in error["message"]
+    assert "only clear-prefix takes another field" in error["message"]
     assert await total_keys(client) == cached
 
 

@@ -138,7 +138,7 @@ def _database_error(request: Request, exc: Exception) -> JSONResponse:
     return _internal_error(request, exc, "database error")
 
 
-def _invalid(exc: RequestValidationError, status: int, code: str) -> JSONResponse:
+def _invalid(exc: RequestValidationError, status: int, code: str, hint: str = "") -> JSONResponse:
     details = [
         {"location": list(error.get("loc", ())), "message": error.get("msg", "")}
         for error in exc.errors()
@@ -146,7 +146,8 @@ def _invalid(exc: RequestValidationError, status: int, code: str) -> JSONRespons
     summary = "; ".join(
         f"{'.'.join(str(part) for part in d['location'])}: {d['message']}" for d in details[:5]
     )
-    return error_response(status, code, f"invalid request: {summary}", details)
+    message = f"invalid request: {summary}" + (f"; {hint}" if hint else "")
+    return error_response(status, code, message, details)
 
 
 def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -156,7 +157,9 @@ def _validation_error(request: Request, exc: RequestValidationError) -> JSONResp
 class BadRequestRoute(APIRoute):
     """A route whose invalid input is a 400 ``invalid_input`` instead of a 422: for commands
     (admin actions) where a field the command does not take means the caller wants another
-    command, and nothing may run."""
+    command, and nothing may run. ``hint`` (set by a subclass) ends the message."""
+
+    hint = ""
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()
@@ -165,7 +168,7 @@ class BadRequestRoute(APIRoute):
             try:
                 return await handler(request)
             except RequestValidationError as exc:
-                return _invalid(exc, 400, "invalid_input")
+                return _invalid(exc, 400, "invalid_input", self.hint)
 
         return refusing
 

@@ -18,11 +18,19 @@ from ogcache.api.errors import BadRequestRoute
 from ogcache.cache import CacheReport
 from ogcache.errors import InvalidInputError
 
+ACTIONS = ("warmup", "warmup-menu", "clear", "clear-prefix")
+
+
+class _ActionRoute(BadRequestRoute):
+    hint = (
+        f"send one of {', '.join(ACTIONS)} as 'action'; only clear-prefix takes another field "
+        '(\'prefix\'), e.g. {"action": "clear-prefix", "prefix": "menu:"}'
+    )
+
+
 # Admin actions are refused as a whole when their body is malformed: a 400, like any other
 # action the service will not run (GET takes no input, so this changes nothing for it).
-router = APIRouter(prefix="/api/cache", tags=["cache"], route_class=BadRequestRoute)
-
-ACTIONS = ("warmup", "warmup-menu", "clear", "clear-prefix")
+router = APIRouter(prefix="/api/cache", tags=["cache"], route_class=_ActionRoute)
 
 
 class _Action(BaseModel):
