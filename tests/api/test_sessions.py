@@ -112,6 +112,20 @@ async def test_the_admin_reads_and_changes_a_users_session_keeping_its_owner(
     assert_error(await client.get(SESSION, headers=alice), 404)
 
 
+async def test_deleting_a_profile_deletes_its_session_data(
+    client: httpx.AsyncClient, seeded: Runtime, alice: dict, niran: dict
+) -> None:
+    for n in range(3):
+        await client.put(f"/api/sessions/alice_state_{n:04d}", json={"n": n}, headers=alice)
+    await client.put(SESSION, json={"who": "niran"}, headers=niran)
+    assert (await client.delete(f"/api/profiles/{ALICE}", headers=ADMIN)).status_code == 204
+    for n in range(3):
+        path = f"/api/sessions/alice_state_{n:04d}?user_id={ALICE}"
+        assert_error(await client.get(path, headers=ADMIN), 404)
+    assert await seeded.sessions.delete_owner(ALICE) == 0  # the index went with them
+    assert (await client.get(SESSION, headers=niran)).json()["data"] == {"who": "niran"}
+
+
 async def test_the_admins_own_sessions_are_apart_from_users(
     client: httpx.AsyncClient, alice: dict
 ) -> None:

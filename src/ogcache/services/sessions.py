@@ -134,6 +134,17 @@ class SessionService:
         if record is None:
             raise NotFoundError(f"no session {session_id!r} (expired, deleted or never stored)")
 
+    async def delete_owner(self, owner: str) -> int:
+        """Delete every session the owner's index counts, and the index (their profile was
+        deleted); how many were counted. With the cache unreachable nothing can be read, and
+        the sessions expire with their TTL, as do those an evicted index forgot."""
+        space = _space(owner)
+        index = await self._cache.get(self._index, space)
+        counted = [] if index is MISSING or index is None else list(index)
+        entries = [(self._ns, f"{space}:{session_id}") for session_id in counted]
+        await self._cache.invalidate([*entries, (self._index, space)])
+        return len(counted)
+
     async def update_field(
         self, session_id: str, field: str, value: Any, *, owner: str | None = None
     ) -> SessionRecord:

@@ -89,9 +89,10 @@ async def update_profile(
 
 @router.delete("/{user_id}", status_code=status.HTTP_204_NO_CONTENT)
 async def delete_profile(user_id: UserIdPath, runtime: RuntimeDep, caller: CallerDep) -> None:
-    """Delete the profile with its conversations and sessions."""
+    """Delete the profile with its conversations, auth sessions and session data."""
     caller.require_user(user_id)
     await runtime.profiles.delete(user_id)
+    await runtime.sessions.delete_owner(user_id)
 
 
 @router.get("/{user_id}/conversations", response_model=list[ConversationSummary])
