@@ -138,6 +138,16 @@ def test_a_head_over_the_limit_is_answered_431_json(server: Server) -> None:
         assert _closed(sock)
 
 
+def test_bytes_that_are_not_http_are_answered_400_json(server: Server) -> None:
+    with server.connect() as sock:
+        sock.sendall(b"NOT HTTP AT ALL\r\n\r\n")
+        status, headers, body = _read_response(sock)
+        assert status == 400
+        assert headers["content-type"] == "application/json"
+        assert _error(body)["code"] == "bad_request"
+        assert _closed(sock)
+
+
 def test_a_head_of_exactly_the_limit_is_served_and_one_byte_more_is_not(server: Server) -> None:
     with server.connect() as sock:
         sock.sendall(_padded(MAX_HEADER_BYTES))

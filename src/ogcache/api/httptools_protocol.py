@@ -262,6 +262,11 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
             # The request whose body is late: its application sees a disconnect.
             cycle.disconnected = True
             cycle.message_event.set()
+        self._discard = True
+        self.transport.write(self._error_response(status, body))
+        self._close_lingering()
+
+    def _error_response(self, status: int, body: bytes) -> bytes:
         content = [STATUS_LINE[status]]
         for name, value in self.server_state.default_headers:
             content.extend([name, b": ", value, b"\r\n"])
@@ -273,9 +278,15 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
                 body,
             ]
         )
-        self._discard = True
-        self.transport.write(b"".join(content))
-        self._close_lingering()
+        return b"".join(content)
+
+    def send_400_response(self, msg: str) -> None:
+        """uvicorn's answer to bytes that are not HTTP, in the API's JSON error shape."""
+        body = orjson.dumps(
+            {"error": {"code": "bad_request", "message": f"{msg} Send an HTTP/1.1 request."}}
+        )
+        self.transport.write(self._error_response(400, body))
+        self.transport.close()
 
     def _close_lingering(self) -> None:
         """Close after the answer, reading and dropping what the client still sends for a
