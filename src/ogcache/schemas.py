@@ -52,15 +52,23 @@ USER_ID_PATTERN = r"^[A-Za-z0-9_.:@-]{1,128}$"
 MAX_JSON_DEPTH: Final = 32
 
 
+# Integers a client stores fit in 64 signed bits: the JSON encoder (orjson) refuses larger ones.
+_MIN_INT: Final = -(2**63)
+_MAX_INT: Final = 2**63 - 1
+
+
 def check_json(value: Any) -> Any:
     """``value`` if it is JSON we store: nested at most ``MAX_JSON_DEPTH`` deep (a scalar is
-    depth 0, ``{}`` depth 1), with finite numbers only; ``ValueError`` saying why otherwise."""
+    depth 0, ``{}`` depth 1), with finite numbers and 64-bit integers only; ``ValueError``
+    saying why otherwise."""
     pending: list[tuple[Any, int]] = [(value, 0)]
     while pending:
         item, depth = pending.pop()
         if isinstance(item, float) and not math.isfinite(item):
             # NaN and Infinity are not JSON: PostgreSQL refuses them, a JSON encoder nulls them.
             raise ValueError("numbers must be finite (no NaN or Infinity)")
+        if isinstance(item, int) and not _MIN_INT <= item <= _MAX_INT:
+            raise ValueError("integers must fit in 64 bits (-2**63 to 2**63 - 1)")
         children: Iterable[Any]
         if isinstance(item, dict):
             children = item.values()

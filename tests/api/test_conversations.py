@@ -312,5 +312,13 @@ async def test_paging_rejects_bad_parameters_with_422(
 ) -> None:
     summary = await first_conversation(client, ALICE)
     url = f"/api/conversations/{summary['id']}/messages"
-    for params in ({"limit": 0}, {"limit": 101}, {"limit": "x"}, {"before": 0}, {"before": "a"}):
+    for params in (
+        {"limit": 0},
+        {"limit": 101},
+        {"limit": "x"},
+        {"before": 0},
+        {"before": "a"},
+        {"before": 2**31},
+        {"before": 10**30},
+    ):
         assert_error(await client.get(url, params=params, headers=alice), 422, "validation_error")

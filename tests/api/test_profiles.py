@@ -293,6 +293,26 @@ async def test_deeply_nested_preferences_are_refused_and_the_profile_stays_reada
         assert "a" not in read.json()["preferences"]
 
 
+@pytest.mark.parametrize("number", ["1" + "0" * 30, "-" + "9" * 25, str(2**63)])
+async def test_integers_beyond_64_bits_are_refused_everywhere_json_is_stored(
+    client: httpx.AsyncClient, alice: dict, number: str
+) -> None:
+    """The JSON encoder cannot write them: stored, they made the write answer 500."""
+    headers = {**alice, "Content-Type": "application/json"}
+    for method, path, body in (
+        ("PATCH", f"/api/profiles/{ALICE}", '{"preferences": {"big": %s}}'),
+        ("PUT", "/api/sessions/big_number_01", '{"big": %s}'),
+        ("PATCH", "/api/sessions/big_number_01", '{"field": "big", "value": %s}'),
+    ):
+        response = await client.request(method, path, content=body % number, headers=headers)
+        assert "64 bits" in assert_error(response, 422, "validation_error")["message"]
+    read = await client.get(f"/api/profiles/{ALICE}", headers=alice)
+    assert "big" not in read.json()["preferences"]
+    edge = {"preferences": {"big": 2**63 - 1, "small": -(2**63)}}
+    stored = await client.patch(f"/api/profiles/{ALICE}", json=edge, headers=alice)
+    assert stored.json()["preferences"]["big"] == 2**63 - 1
+
+
 async def test_preferences_nested_to_the_limit_are_stored_and_read_back(
     client: httpx.AsyncClient, alice: dict
 ) -> None:

@@ -472,8 +472,10 @@ async def test_paging_validates_its_arguments(runtime: Runtime) -> None:
     for limit in (0, 101):
         with pytest.raises(InvalidInputError, match="limit"):
             await runtime.conversations.messages(conversation.id, limit=limit)
-    with pytest.raises(InvalidInputError, match="before"):
-        await runtime.conversations.messages(conversation.id, before=0)
+    for before in (0, 2**31, 10**30):  # past a 32-bit seq: SQLite cannot even bind it
+        with pytest.raises(InvalidInputError, match="before"):
+            await runtime.conversations.messages(conversation.id, before=before)
+    assert await runtime.conversations.messages(conversation.id, before=2**31 - 1) == []
     assert await runtime.conversations.messages(conversation.id) == []
     with pytest.raises(NotFoundError):
         await runtime.conversations.messages(uuid.uuid4())

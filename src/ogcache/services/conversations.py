@@ -34,6 +34,7 @@ from ogcache.services.profiles import validate_user_id
 
 __all__ = [
     "MAX_PAGE",
+    "MAX_SEQ",
     "RECENT_LIMIT",
     "WINDOW_MAX_BYTES",
     "ConversationService",
@@ -41,6 +42,7 @@ __all__ = [
 ]
 
 RECENT_LIMIT = 20
+MAX_SEQ: Final = 2**31 - 1  # a message's seq is a 32-bit integer column
 MAX_PAGE: Final = 100
 # The window's content, as the cache encodes it (JSON strings: UTF-8 plus escapes), stops at
 # this; the newest message is always in it (one is at most 16,000 characters, at most 96 KB
@@ -178,8 +180,8 @@ class ConversationService:
         cid = parse_conversation_id(conversation_id)
         if not 1 <= limit <= MAX_PAGE:
             raise InvalidInputError(f"limit must be between 1 and {MAX_PAGE}")
-        if before is not None and before < 1:
-            raise InvalidInputError("before must be a seq, 1 or more")
+        if before is not None and not 1 <= before <= MAX_SEQ:
+            raise InvalidInputError(f"before must be a seq, between 1 and {MAX_SEQ}")
         query = select(ConversationMessage).where(ConversationMessage.conversation_id == cid)
         if before is not None:
             query = query.where(ConversationMessage.seq < before)

@@ -11,7 +11,7 @@ from ogcache.api.deps import Caller, CallerDep, RuntimeDep
 from ogcache.errors import NotFoundError
 from ogcache.runtime import Runtime
 from ogcache.schemas import ConversationCreate, ConversationPublic, MessageCreate, MessagePublic
-from ogcache.services.conversations import MAX_PAGE
+from ogcache.services.conversations import MAX_PAGE, MAX_SEQ
 
 router = APIRouter(prefix="/api/conversations", tags=["conversations"])
 
@@ -47,7 +47,9 @@ async def list_messages(
     conversation_id: uuid.UUID,
     runtime: RuntimeDep,
     caller: CallerDep,
-    before: Annotated[int | None, Query(ge=1, description="only messages with a lower seq")] = None,
+    before: Annotated[
+        int | None, Query(ge=1, le=MAX_SEQ, description="only messages with a lower seq")
+    ] = None,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50,
 ) -> list[MessagePublic]:
     """The newest ``limit`` messages before ``before`` (all when omitted), oldest first; the
