@@ -75,6 +75,7 @@ def test_cache_stats_counts_keys(seeded: dict[str, str]) -> None:
     assert code == 0, output
     assert "backend: redis" in output
     assert "keys: 6" in output
+    assert "Redis memory used (whole server, all applications)" in output
 
 
 def test_cache_clear_asks_for_confirmation(seeded: dict[str, str]) -> None:

@@ -121,6 +121,14 @@ def test_settings_are_immutable() -> None:
         settings.ttl_auth = 1  # type: ignore[misc]
 
 
+@pytest.mark.parametrize(("given", "level"), [("debug", "DEBUG"), (" Warning ", "WARNING")])
+def test_the_log_level_is_read_in_any_case(
+    monkeypatch: pytest.MonkeyPatch, given: str, level: str
+) -> None:
+    monkeypatch.setenv("OGCACHE_LOG_LEVEL", given)
+    assert load_settings(_env_file=None).log_level == level
+
+
 @pytest.mark.parametrize(
     ("variable", "value"),
     [

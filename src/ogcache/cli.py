@@ -148,8 +148,7 @@ def demo(
         seeded = await seed_demo_data(runtime.db)
         console.print(
             f"database: {redact_url(runtime.settings.database_url)} (migrated; demo data added: "
-            f"{seeded.menu_items} menu items, {seeded.users} users, "
-            f"{seeded.conversations} conversations, {seeded.events} events)"
+            f"{seeded})"
         )
         console.print(f"cache: {runtime.cache.backend!r}, prefix {runtime.cache.prefix!r}")
         rows = await run_demo(runtime, rounds)
@@ -228,7 +227,11 @@ def cache_stats() -> None:
             bound = "" if report.keys.complete else " (at least; counting stopped at its bound)"
             console.print(f"keys: {report.keys.count}{bound}")
         if report.info is not None and report.info.memory_used_bytes is not None:
-            console.print(f"memory used: {report.info.memory_used_bytes:,} bytes")
+            # INFO memory is the server's, shared with whatever else uses that Redis.
+            console.print(
+                f"Redis memory used (whole server, all applications): "
+                f"{report.info.memory_used_bytes:,} bytes"
+            )
 
     _run(work)
 

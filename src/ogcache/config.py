@@ -90,6 +90,11 @@ class Settings(BaseSettings):
     token_ttl: Seconds = 3600
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper_log_level(cls, value: object) -> object:
+        return value.strip().upper() if isinstance(value, str) else value
+
     auto_migrate: bool = True
     seed_demo_data: bool = False
     refresh_interval: Annotated[float, Field(ge=0)] = 240

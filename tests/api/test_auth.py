@@ -56,7 +56,20 @@ async def test_me_with_a_tampered_token_is_401(client: httpx.AsyncClient, alice:
 
 
 async def test_the_admin_token_is_not_a_user_identity(client: httpx.AsyncClient) -> None:
-    assert_error(await client.get("/api/auth/me", headers=ADMIN), 401, "unauthorized")
+    for response in (
+        await client.get("/api/auth/me", headers=ADMIN),
+        await client.post("/api/auth/logout", headers=ADMIN),
+    ):
+        message = assert_error(response, 401, "unauthorized")["message"]
+        assert "admin token has no user identity" in message
+        assert "segments" not in message  # not PyJWT's words
+
+
+@one_stack
+async def test_a_token_that_is_not_a_jwt_says_so(client: httpx.AsyncClient) -> None:
+    headers = {"Authorization": "Bearer not-a-jwt-at-all"}
+    message = assert_error(await client.get("/api/auth/me", headers=headers), 401)["message"]
+    assert "not an access token" in message
 
 
 async def test_logout_makes_the_token_fail_on_the_very_next_request(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import re
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -172,3 +173,20 @@ async def test_metrics_export_every_breaker_state_and_detection(client: httpx.As
     assert re.search(r'^ogcache_cache_circuit_state\{state="closed"\} 1(\.0)?$', text, re.M)
     for counter in ("suspicions", "false_alarms", "slow_calls", "probes"):
         assert re.search(rf"^ogcache_cache_circuit_{counter}_total \d", text, re.M), counter
+
+
+async def test_start_up_logs_the_demo_data_it_added_in_words(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Start-up in the app's own lifespan (migrate, seed), as ``ogcache serve --demo`` runs;
+    on a database of its own, since it seeds."""
+    database = f"sqlite:///{tmp_path / 'start-up.db'}"
+    settings = make_settings(database, None, seed_demo_data=True, refresh_interval=0)
+    with caplog.at_level("INFO", logger="ogcache"):
+        app = create_app(settings)
+        async with app.router.lifespan_context(app):
+            pass
+    seeded = [r.getMessage() for r in caplog.records if "demo data added" in r.getMessage()]
+    assert len(seeded) == 1
+    assert "SeedReport(" not in seeded[0]
+    assert re.search(r"\d+ menu items, \d+ users, \d+ conversations, \d+ events", seeded[0])

@@ -34,6 +34,12 @@ class SeedReport:
     conversations: int
     events: int
 
+    def __str__(self) -> str:
+        return (
+            f"{self.menu_items} menu items, {self.users} users, "
+            f"{self.conversations} conversations, {self.events} events"
+        )
+
 
 async def seed_demo_data(db: async_sessionmaker[AsyncSession]) -> SeedReport:
     """Insert what is missing of the demo data; return how many rows of each were added."""

@@ -78,6 +78,10 @@ class AuthService:
     def _decode(self, token: str) -> dict[str, Any]:
         if not token or len(token) > MAX_TOKEN_LENGTH:
             raise AuthenticationError("missing or oversized bearer token")
+        if token.count(".") != 2:
+            raise AuthenticationError(
+                "the bearer token is not an access token (a JWT: three parts separated by '.')"
+            )
         try:
             claims: dict[str, Any] = jwt.decode(
                 token,
