@@ -90,11 +90,6 @@ class Settings(BaseSettings):
     token_ttl: Seconds = 3600
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
-    @field_validator("log_level", mode="before")
-    @classmethod
-    def _upper_log_level(cls, value: object) -> object:
-        return value.strip().upper() if isinstance(value, str) else value
-
     auto_migrate: bool = True
     seed_demo_data: bool = False
     refresh_interval: Annotated[float, Field(ge=0)] = 240
@@ -113,9 +108,14 @@ class Settings(BaseSettings):
     max_preferences_bytes: Annotated[int, Field(ge=256)] = 16 * 1024
     # Messages of a conversation kept in its cache entry (the newest); older ones are paged.
     conversation_window: Annotated[int, Field(ge=1, le=500)] = 50
-    # GET /api/cache and /metrics: the key count and memory figures are recomputed at most
-    # this often and shared, so anonymous callers cannot make Redis scan on demand.
+    # GET /api/cache without the admin token: the key count and memory figures are measured
+    # at most this often and shared, so anonymous callers cannot make Redis scan on demand.
     stats_max_age: Annotated[float, Field(ge=0)] = 10
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper_log_level(cls, value: object) -> object:
+        return value.strip().upper() if isinstance(value, str) else value
 
     @field_validator("database_url")
     @classmethod

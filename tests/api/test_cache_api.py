@@ -377,8 +377,6 @@ async def test_anonymous_stats_cost_redis_one_scan_per_period_however_many_ask(
             assert all(r.status_code == 200 for r in answers)
             assert {r.json()["stats"]["totalKeys"] for r in answers} == {20_000}
             assert anonymous <= one_count  # one shared measurement for all 100 calls
-            ages = [r.json()["stats"]["measuredSecondsAgo"] for r in answers]
-            assert all(age >= 0 for age in ages)
 
             # The admin token still measures afresh, and a clear is seen at once by everyone.
             before = await scans(redis)

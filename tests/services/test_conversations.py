@@ -59,7 +59,7 @@ def limited(runtime: Runtime, **limits: int) -> ConversationService:
         db=runtime.db,
         cache=runtime.cache,
         namespaces=runtime.namespaces,
-        limits=StorageLimits(**limits),
+        limits=StorageLimits.defaults(**limits),
     )
     return ConversationService(context)
 

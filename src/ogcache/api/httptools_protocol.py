@@ -128,7 +128,7 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
-        # uvicorn's, with the head limit; its parser errors still get uvicorn's 400.
+        # uvicorn's, with the head limit; parser errors get send_400_response (JSON, below).
         if self._discard:
             return
         self._unset_keepalive_if_required()

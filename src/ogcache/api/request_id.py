@@ -8,9 +8,10 @@ client: the traceback goes to the log, never into the response.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import re
-import uuid
+import secrets
 from collections.abc import Callable
 from typing import Final
 
@@ -23,6 +24,10 @@ __all__ = ["HEADER", "RequestId"]
 HEADER: Final = "X-Request-ID"
 _HEADER_KEY: Final = HEADER.lower().encode()
 _ACCEPTED = re.compile(rb"[A-Za-z0-9._:-]{1,64}")
+# A fresh id is this process's random prefix and a counter: unique across processes and
+# restarts without a random draw per request.
+_PROCESS = secrets.token_hex(6)
+_sequence = itertools.count(1)
 
 logger = logging.getLogger("ogcache.api")
 
@@ -46,7 +51,7 @@ class RequestId:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        request_id = _incoming(scope) or uuid.uuid4().hex
+        request_id = _incoming(scope) or f"{_PROCESS}-{next(_sequence):x}"
         token = _current.set(request_id)
         header = (_HEADER_KEY, request_id.encode("ascii"))
         started = False

@@ -24,21 +24,30 @@ class StorageLimits:
     A write past a limit raises :class:`~ogcache.errors.LimitExceededError` and stores nothing.
     """
 
-    max_sessions_per_user: int = 20
-    max_session_bytes_per_user: int = 512 * 1024
-    max_conversations_per_user: int = 100
-    max_messages_per_conversation: int = 500
+    max_sessions_per_user: int
+    max_session_bytes_per_user: int
+    max_conversations_per_user: int
+    max_messages_per_conversation: int
     # Across all the user's conversations: with 16,000-character messages, this bounds what
     # one user stores (5,000 x 16,000 = 80 M characters by default).
-    max_messages_per_user: int = 5000
-    max_preferences_keys: int = 100
-    max_preferences_bytes: int = 16 * 1024
+    max_messages_per_user: int
+    max_preferences_keys: int
+    max_preferences_bytes: int
     # Messages of a conversation kept in its cache entry and answered with it (the newest).
-    conversation_window: int = 50
+    conversation_window: int
 
     @classmethod
     def from_settings(cls, settings: Settings) -> StorageLimits:
         return cls(**{f.name: getattr(settings, f.name) for f in fields(cls)})
+
+    @classmethod
+    def defaults(cls, **overrides: int) -> StorageLimits:
+        """The settings' defaults (stated in one place, :class:`~ogcache.config.Settings`),
+        with ``overrides``."""
+        from ogcache.config import Settings
+
+        values = {f.name: Settings.model_fields[f.name].default for f in fields(cls)}
+        return cls(**{**values, **overrides})
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,4 +58,4 @@ class ServiceContext:
     db: async_sessionmaker[AsyncSession]
     cache: Cache
     namespaces: AppNamespaces
-    limits: StorageLimits = field(default_factory=StorageLimits)
+    limits: StorageLimits = field(default_factory=StorageLimits.defaults)

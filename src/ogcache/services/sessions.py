@@ -70,6 +70,14 @@ def _space(owner: str | None) -> str:
     return owner
 
 
+def _key(space: str, session_id: str) -> str:
+    return f"{space}:{session_id}"
+
+
+def _absent(session_id: str) -> NotFoundError:
+    return NotFoundError(f"no session {session_id!r} (expired, deleted or never stored)")
+
+
 def _validate_data(data: dict[str, Any]) -> int:
     """The data's size as JSON, or ``InvalidInputError`` saying what is wrong with it."""
     if not isinstance(data, dict):
@@ -96,9 +104,16 @@ class SessionService:
     async def get(self, session_id: str, *, owner: str | None = None) -> SessionRecord | None:
         """The owner's session, or ``None`` when it expired, was deleted, was never stored, or
         the cache is unreachable."""
-        key = f"{_space(owner)}:{validate_session_id(session_id)}"
+        key = _key(_space(owner), validate_session_id(session_id))
         record = await self._cache.get(self._ns, key)
         return None if record is MISSING else record
+
+    async def require(self, session_id: str, *, owner: str | None = None) -> SessionRecord:
+        """The owner's session; ``NotFoundError`` when :meth:`get` finds none."""
+        record = await self.get(session_id, owner=owner)
+        if record is None:
+            raise _absent(session_id)
+        return record
 
     async def set(
         self, session_id: str, data: dict[str, Any], *, owner: str | None = None
@@ -116,7 +131,7 @@ class SessionService:
         expires_at = time.time() + ttl  # the session's key expires by then (TTL jitter shortens)
         await self._change_index(space, self._reserve(session_id, size, expires_at))
         record = SessionRecord(session_id=session_id, owner=owner, data=data, updated_at=utc_now())
-        if not await self._cache.set(self._ns, f"{space}:{session_id}", record, ttl=ttl):
+        if not await self._cache.set(self._ns, _key(space, session_id), record, ttl=ttl):
             raise UnavailableError(_UNREACHABLE)  # the reservation lapses with its expiry
         # A delete of this id between the reservation and the write freed the room: count
         # the session again (past the limits if need be) rather than keep it uncounted.
@@ -129,10 +144,10 @@ class SessionService:
         space = _space(owner)
         record = await self.get(session_id, owner=owner)
         await self._change_index(space, _release(session_id))
-        if not await self._cache.delete(self._ns, f"{space}:{session_id}"):
+        if not await self._cache.delete(self._ns, _key(space, session_id)):
             raise UnavailableError(_UNREACHABLE)
         if record is None:
-            raise NotFoundError(f"no session {session_id!r} (expired, deleted or never stored)")
+            raise _absent(session_id)
 
     async def delete_owner(self, owner: str) -> int:
         """Delete every session the owner's index counts, and the index (their profile was
@@ -141,7 +156,7 @@ class SessionService:
         space = _space(owner)
         index = await self._cache.get(self._index, space)
         counted = [] if index is MISSING or index is None else list(index)
-        entries = [(self._ns, f"{space}:{session_id}") for session_id in counted]
+        entries = [(self._ns, _key(space, session_id)) for session_id in counted]
         await self._cache.invalidate([*entries, (self._index, space)])
         return len(counted)
 
@@ -155,9 +170,7 @@ class SessionService:
         """
         if not isinstance(field, str) or not 1 <= len(field) <= 128:
             raise InvalidInputError("field name must be 1-128 characters")
-        record = await self.get(session_id, owner=owner)
-        if record is None:
-            raise NotFoundError(f"no session {session_id!r} (expired, deleted or never stored)")
+        record = await self.require(session_id, owner=owner)
         return await self.set(session_id, {**record.data, field: value}, owner=owner)
 
     async def _change_index(self, space: str, change: Change) -> None:

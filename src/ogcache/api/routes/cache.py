@@ -8,7 +8,7 @@ and shared, so calling it often cannot make Redis scan more (the admin token get
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field
@@ -18,7 +18,8 @@ from ogcache.api.errors import BadRequestRoute
 from ogcache.cache import CacheReport
 from ogcache.errors import InvalidInputError
 
-ACTIONS = ("warmup", "warmup-menu", "clear", "clear-prefix")
+ActionName = Literal["warmup", "warmup-menu", "clear", "clear-prefix"]
+ACTIONS: tuple[str, ...] = get_args(ActionName)
 
 
 class _ActionRoute(BadRequestRoute):
@@ -67,7 +68,7 @@ CacheAction = Annotated[
 
 
 class CacheActionResult(BaseModel):
-    action: Literal["warmup", "warmup-menu", "clear", "clear-prefix"]
+    action: ActionName
     warmed: list[str] | None = None
     keysWarmed: int | None = None
     keysCleared: int | None = None

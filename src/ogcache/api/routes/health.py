@@ -42,8 +42,7 @@ async def _cache_ok(runtime: Runtime) -> bool:
 
 
 async def _check(runtime: Runtime) -> tuple[bool, bool]:
-    database, cache = await asyncio.gather(_database_ok(runtime), _cache_ok(runtime))
-    return database, cache
+    return await asyncio.gather(_database_ok(runtime), _cache_ok(runtime))
 
 
 @router.get("/healthz")

@@ -16,7 +16,6 @@ from fastapi import APIRouter, Body, Path, Query, status
 from pydantic import BaseModel, ConfigDict, Field
 
 from ogcache.api.deps import Caller, CallerDep, RuntimeDep
-from ogcache.errors import NotFoundError
 from ogcache.schemas import USER_ID_PATTERN, JsonObject, JsonValue, SessionRecord
 from ogcache.services.sessions import SESSION_ID_PATTERN
 
@@ -49,18 +48,11 @@ def _owner(caller: Caller, user_id: str | None) -> str | None:
     return caller.identity.user_id
 
 
-def _absent(session_id: str) -> NotFoundError:
-    return NotFoundError(f"no session {session_id!r} (expired, deleted or never stored)")
-
-
 @router.get("/{session_id}", response_model=SessionRecord)
 async def get_session(
     session_id: SessionIdPath, runtime: RuntimeDep, caller: CallerDep, user_id: UserIdQuery = None
 ) -> SessionRecord:
-    record = await runtime.sessions.get(session_id, owner=_owner(caller, user_id))
-    if record is None:
-        raise _absent(session_id)
-    return record
+    return await runtime.sessions.require(session_id, owner=_owner(caller, user_id))
 
 
 @router.put("/{session_id}", response_model=SessionRecord)
