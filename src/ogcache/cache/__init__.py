@@ -14,6 +14,7 @@ from ogcache.cache.backend import BackendInfo, CacheBackend, KeyCount
 from ogcache.cache.backends import BackendOptions, MemoryBackend, RedisBackend, create_backend
 from ogcache.cache.cache import Cache, CacheReport
 from ogcache.cache.codec import Codec, JsonCodec, ModelCodec
+from ogcache.cache.decorator import CacheDecorator, CachedFunction, cached
 from ogcache.cache.exceptions import (
     BackendBusyError,
     BackendError,
@@ -35,8 +36,10 @@ __all__ = [
     "Cache",
     "CacheBackend",
     "CacheConfigurationError",
+    "CacheDecorator",
     "CacheError",
     "CacheReport",
+    "CachedFunction",
     "Codec",
     "DecodeError",
     "InvalidKeyError",
@@ -49,5 +52,6 @@ __all__ = [
     "Namespace",
     "NamespaceStatsSnapshot",
     "RedisBackend",
+    "cached",
     "create_backend",
 ]

@@ -1190,3 +1190,22 @@ class Cache:
 
     def __repr__(self) -> str:
         return f"Cache({self.backend!r}, prefix={self.prefix!r})"
+
+    # --- the library's sugar: a decorator, and `async with` for the cache's life ----------
+
+    def cached(
+        self, namespace: Namespace[Any], *, key: str, ttl: float | None = None
+    ) -> CacheDecorator:
+        """Cache an async function's results: ``@cache.cached(users, key="user:{user_id}")``
+        (see :func:`ogcache.cache.decorator.cached`)."""
+        return CacheDecorator(self, namespace, key, ttl)
+
+    async def __aenter__(self) -> Cache:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+
+# At the end: decorator.py refers to Cache, so it is imported once Cache exists.
+from ogcache.cache.decorator import CacheDecorator  # noqa: E402

@@ -1,0 +1,281 @@
+"""``@cache.cached``: cache an async function's results, keyed by a template of its arguments.
+
+A thin layer over :meth:`Cache.get_or_load <ogcache.cache.Cache.get_or_load>`, so a cached
+function has exactly its guarantees (single-flight, leases, stale-set protection, degradation
+to calling the function when the store fails) and no second code path to keep in step.
+
+The key template is checked against the function's signature when the function is decorated,
+so a typo fails at import time, not at the first request. Calls bind arguments the cheap way
+when they are passed positionally (the common case) and fall back to
+:meth:`inspect.Signature.bind` otherwise.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import operator
+import re
+import string
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any, Final, Generic, ParamSpec, TypeVar, cast
+
+from ogcache.cache.exceptions import CacheConfigurationError, InvalidKeyError
+from ogcache.cache.namespace import MAX_KEY_LENGTH, Namespace
+
+if TYPE_CHECKING:
+    from ogcache.cache.cache import Cache
+
+__all__ = ["CacheDecorator", "CachedFunction", "cached"]
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+_FIELD = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
+_UNSAFE = re.compile(r"[\s\x00-\x1f\x7f]")
+_POSITIONAL: Final = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+_NO_DEFAULT: Final = inspect.Parameter.empty
+
+
+def cached(
+    cache: Cache, namespace: Namespace[Any], *, key: str, ttl: float | None = None
+) -> CacheDecorator:
+    """Cache an async function's results in ``namespace`` under the key ``key``.
+
+    ``key`` is a template naming the function's parameters: ``"user:{user_id}"``, or with
+    attribute access ``"order:{order.id}"``. Parameters it does not name (a database session,
+    say) do not vary the key. Each value is rendered with ``str()`` and must not be empty or
+    hold whitespace. ``ttl`` overrides the namespace's. The namespace's codec must be able to
+    store what the function returns; a returned ``None`` is cached as "not found" for the
+    namespace's ``negative_ttl``.
+    """
+    return CacheDecorator(cache, namespace, key, ttl)
+
+
+class CacheDecorator:
+    """What :func:`cached` returns: apply it to an ``async def`` function."""
+
+    __slots__ = ("_cache", "_fields", "_key", "_literals", "_namespace", "_ttl")
+
+    def __init__(
+        self, cache: Cache, namespace: Namespace[Any], key: str, ttl: float | None
+    ) -> None:
+        self._cache = cache
+        self._namespace = namespace
+        self._key = key
+        self._ttl = ttl
+        self._literals, self._fields = _parse(namespace, key)
+
+    def __call__(self, function: Callable[P, Awaitable[R]]) -> CachedFunction[P, R]:
+        if not inspect.iscoroutinefunction(function):
+            raise CacheConfigurationError(
+                f"cached: {_name(function)} is not an async function; "
+                "declare it with 'async def' (the cache awaits it on a miss)"
+            )
+        return CachedFunction(
+            self._cache, self._namespace, function, self._key, self._literals, self._fields,
+            self._ttl,
+        )  # fmt: skip
+
+
+class CachedFunction(Generic[P, R]):
+    """An async function whose results are cached; call it as the function itself.
+
+    :meth:`invalidate` (after a write), :meth:`refresh` and :meth:`key` take the same
+    arguments as the function and address the entry that call would read.
+    """
+
+    def __init__(
+        self,
+        cache: Cache,
+        namespace: Namespace[Any],
+        function: Callable[P, Awaitable[R]],
+        template: str,
+        literals: list[str],
+        fields: list[str],
+        ttl: float | None,
+    ) -> None:
+        self.cache = cache
+        self.namespace = namespace
+        self.function = function
+        self.ttl = ttl
+        functools.update_wrapper(self, function)
+        signature = inspect.signature(function)
+        self._signature = signature
+        self._literals = literals
+        self._getters = [_getter(field) for field in fields]
+        self._roots = [field.split(".", 1)[0] for field in fields]
+        # The fast path: calls with positional arguments only, all of them filled either by
+        # the call or by defaults (no required keyword-only parameter to be missing).
+        self._fast: list[tuple[int, Any]] | None = _fast_plan(
+            function, signature, template, self._roots
+        )
+        positional = [p for p in signature.parameters.values() if p.kind in _POSITIONAL]
+        self._max_args = len(positional)
+        self._min_args = sum(1 for p in positional if p.default is _NO_DEFAULT)
+
+    async def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
+        """The cached result for these arguments; on a miss, the function's, then cached."""
+        function = self.function
+        return cast(
+            "R",
+            await self.cache.get_or_load(
+                self.namespace,
+                self._key_of(args, kwargs),
+                lambda: function(*args, **kwargs),
+                ttl=self.ttl,
+            ),
+        )
+
+    def key(self, *args: P.args, **kwargs: P.kwargs) -> str:
+        """The key (within the namespace) a call with these arguments reads."""
+        return self._key_of(args, kwargs)
+
+    async def invalidate(self, *args: P.args, **kwargs: P.kwargs) -> bool:
+        """Drop the entry of these arguments (after the write commits); False if the store
+        could not be reached. A call loading it meanwhile will not store its result."""
+        return await self.cache.delete(self.namespace, self._key_of(args, kwargs))
+
+    async def refresh(self, *args: P.args, **kwargs: P.kwargs) -> R:
+        """Call the function now and store its result unless the entry was invalidated or
+        replaced meanwhile (warm-up); returns the result."""
+        function = self.function
+        return cast(
+            "R",
+            await self.cache.refresh(
+                self.namespace,
+                self._key_of(args, kwargs),
+                lambda: function(*args, **kwargs),
+                ttl=self.ttl,
+            ),
+        )
+
+    def _key_of(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
+        fast = self._fast
+        if fast is not None and not kwargs and self._min_args <= len(args) <= self._max_args:
+            values = [args[index] if 0 <= index < len(args) else default for index, default in fast]
+        else:
+            bound = self._signature.bind(*args, **kwargs)  # a TypeError as the call would
+            bound.apply_defaults()
+            named = bound.arguments
+            values = [named[root] for root in self._roots]
+        literals = self._literals
+        parts = [literals[0]]
+        for index, (getter, value) in enumerate(zip(self._getters, values, strict=True)):
+            text = str(getter(value))
+            if not text or _UNSAFE.search(text):
+                raise InvalidKeyError(
+                    f"{_name(self.function)}: key field {{{self._roots[index]}}} is {text!r}; "
+                    "key values must be non-empty without whitespace or control characters "
+                    "(pass another argument, or key on a normalised form of it)"
+                )
+            parts.append(text)
+            parts.append(literals[index + 1])
+        key = "".join(parts)
+        if len(key) > MAX_KEY_LENGTH:
+            raise InvalidKeyError(
+                f"{_name(self.function)}: key is {len(key)} characters; the limit is "
+                f"{MAX_KEY_LENGTH} (key on an id or a hash instead of a long value)"
+            )
+        return key
+
+    def __repr__(self) -> str:
+        return f"<cached {_name(self.function)} in namespace {self.namespace.name!r}>"
+
+
+def _name(function: Callable[..., Any]) -> str:
+    return getattr(function, "__qualname__", None) or repr(function)
+
+
+def _parse(namespace: Namespace[Any], template: str) -> tuple[list[str], list[str]]:
+    """The template's literal texts (one more than its fields) and its field names."""
+    where = f"cached(namespace {namespace.name!r}, key={template!r})"
+    try:
+        parsed = list(string.Formatter().parse(template))
+    except ValueError as exc:
+        raise CacheConfigurationError(
+            f"{where}: {exc}; write fields as {{parameter}} and a literal brace as {{{{ or }}}}"
+        ) from None
+    literals = [""]
+    fields: list[str] = []
+    for literal, field, spec, conversion in parsed:
+        literals[-1] += literal
+        if field is None:
+            continue
+        if not _FIELD.match(field):
+            raise CacheConfigurationError(
+                f"{where}: field {{{field}}} must name a parameter, optionally with attributes "
+                "({user_id} or {user.id}); positional {} fields and [index] are not supported"
+            )
+        if spec or conversion:
+            raise CacheConfigurationError(
+                f"{where}: field {{{field}}} has a conversion or format spec; keys use str() "
+                "of the value: drop the '!…' or ':…' part"
+            )
+        fields.append(field)
+        literals.append("")
+    if not fields:
+        raise CacheConfigurationError(
+            f"{where}: the template names no parameter, so every call would share one entry; "
+            "name the arguments that identify the result, e.g. key='user:{user_id}'"
+        )
+    text = "".join(literals)
+    if _UNSAFE.search(text) or len(text) > MAX_KEY_LENGTH:
+        raise CacheConfigurationError(
+            f"{where}: the template's literal text must be printable, without whitespace, and "
+            f"shorter than {MAX_KEY_LENGTH} characters"
+        )
+    return literals, fields
+
+
+def _getter(field: str) -> Callable[[Any], Any]:
+    _, dot, path = field.partition(".")
+    return operator.attrgetter(path) if dot else _identity
+
+
+def _identity(value: Any) -> Any:
+    return value
+
+
+def _fast_plan(
+    function: Callable[..., Any],
+    signature: inspect.Signature,
+    template: str,
+    roots: list[str],
+) -> list[tuple[int, Any]] | None:
+    """Check each field's parameter; for each, where a positional-only call finds its value:
+    ``(index into args, default)`` (index -1: a keyword-only parameter's default). None when
+    such calls cannot be complete (a keyword-only parameter without default)."""
+    where = f"cached({_name(function)}, key={template!r})"
+    parameters = signature.parameters
+    has_var_keyword = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values())
+    positional = [name for name, p in parameters.items() if p.kind in _POSITIONAL]
+    plan: list[tuple[int, Any]] = []
+    for root in roots:
+        parameter = parameters.get(root)
+        if parameter is None:
+            raise CacheConfigurationError(
+                f"{where}: {{{root}}} is not a parameter of the function (it has "
+                f"{', '.join(parameters) or 'none'}); name one of them in the key"
+            )
+        if parameter.kind in (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD):
+            raise CacheConfigurationError(
+                f"{where}: {{{root}}} is a *args or **kwargs parameter, which has no single "
+                "value to key on; give the function a named parameter for it"
+            )
+        if parameter.kind is inspect.Parameter.POSITIONAL_ONLY and has_var_keyword:
+            raise CacheConfigurationError(
+                f"{where}: {{{root}}} is positional-only and the function takes **kwargs, "
+                f"so a keyword '{root}=' would land in **kwargs instead; make the parameter "
+                "positional-or-keyword or rename it"
+            )
+        if parameter.kind is inspect.Parameter.KEYWORD_ONLY:
+            plan.append((-1, parameter.default))
+        else:
+            plan.append((positional.index(root), parameter.default))
+    if any(
+        p.kind is inspect.Parameter.KEYWORD_ONLY and p.default is _NO_DEFAULT
+        for p in parameters.values()
+    ):
+        return None
+    return plan
