@@ -4,6 +4,7 @@ time, the guarantees it inherits from ``get_or_load``, and the types mypy --stri
 from __future__ import annotations
 
 import asyncio
+import inspect
 import subprocess
 import sys
 import textwrap
@@ -92,6 +93,19 @@ async def test_positional_keyword_and_default_arguments_address_one_entry(cache:
     assert user_name.key(lang="ru", user_id=7) == "user:7:ru"
     with pytest.raises(TypeError):  # a call the function itself would refuse
         user_name.key(1, "en", "extra")  # type: ignore[call-arg]
+
+
+async def test_frameworks_see_an_async_function_with_its_signature(cache: Cache) -> None:
+    """FastAPI and Starlette decide how to call an endpoint or dependency from these."""
+
+    async def user_name(user_id: int, lang: str = "en") -> str:
+        return "Ann"
+
+    wrapped = cache.cached(USERS, key="user:{user_id}")(user_name)
+    assert inspect.iscoroutinefunction(wrapped.__call__)
+    assert inspect.signature(wrapped) == inspect.signature(user_name)
+    assert wrapped.__name__ == "user_name"
+    assert wrapped.__wrapped__ is user_name
 
 
 async def test_keyword_only_and_attribute_fields(cache: Cache) -> None:

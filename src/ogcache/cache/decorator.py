@@ -18,7 +18,7 @@ import operator
 import re
 import string
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any, Final, Generic, ParamSpec, TypeVar, cast
+from typing import TYPE_CHECKING, Any, Final, Generic, NoReturn, ParamSpec, TypeVar, cast
 
 from ogcache.cache.exceptions import CacheConfigurationError, InvalidKeyError
 from ogcache.cache.namespace import MAX_KEY_LENGTH, Namespace
@@ -99,6 +99,7 @@ class CachedFunction(Generic[P, R]):
         self.namespace = namespace
         self.function = function
         self.ttl = ttl
+        self._get_or_load = cache.get_or_load  # the bound method, looked up once
         functools.update_wrapper(self, function)
         signature = inspect.signature(function)
         self._signature = signature
@@ -113,19 +114,38 @@ class CachedFunction(Generic[P, R]):
         positional = [p for p in signature.parameters.values() if p.kind in _POSITIONAL]
         self._max_args = len(positional)
         self._min_args = sum(1 for p in positional if p.default is _NO_DEFAULT)
+        # One field, no attribute: (min args, max args, index into args (past the end for a
+        # keyword-only parameter: its default), default, text before, text after, room).
+        self._single: tuple[int, int, int, Any, str, str, int] | None = None
+        if self._fast is not None and len(fields) == 1 and "." not in fields[0]:
+            index, default = self._fast[0]
+            self._single = (
+                self._min_args, self._max_args, index if index >= 0 else self._max_args,
+                default, literals[0], literals[1],
+                MAX_KEY_LENGTH - len(literals[0]) - len(literals[1]),
+            )  # fmt: skip
 
     async def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
         """The cached result for these arguments; on a miss, the function's, then cached."""
         function = self.function
-        return cast(
-            "R",
-            await self.cache.get_or_load(
-                self.namespace,
-                self._key_of(args, kwargs),
-                lambda: function(*args, **kwargs),
-                ttl=self.ttl,
-            ),
-        )
+        plan = self._single
+        if plan is not None and not kwargs:
+            # The common case, "user:{user_id}" called as f(user_id): inlined, no binding.
+            low, high, index, default, prefix, suffix, room = plan
+            count = len(args)
+            if low <= count <= high:
+                text = str(args[index] if index < count else default)
+                if not text or _UNSAFE.search(text) or len(text) > room:
+                    self._refuse(0, text)
+                value: R = await self._get_or_load(
+                    self.namespace, prefix + text + suffix, lambda: function(*args, **kwargs),
+                    ttl=self.ttl,
+                )  # fmt: skip
+                return value
+        return await self._get_or_load(
+            self.namespace, self._key_of(args, kwargs), lambda: function(*args, **kwargs),
+            ttl=self.ttl,
+        )  # fmt: skip
 
     def key(self, *args: P.args, **kwargs: P.kwargs) -> str:
         """The key (within the namespace) a call with these arguments reads."""
@@ -140,15 +160,13 @@ class CachedFunction(Generic[P, R]):
         """Call the function now and store its result unless the entry was invalidated or
         replaced meanwhile (warm-up); returns the result."""
         function = self.function
-        return cast(
-            "R",
-            await self.cache.refresh(
-                self.namespace,
-                self._key_of(args, kwargs),
-                lambda: function(*args, **kwargs),
-                ttl=self.ttl,
-            ),
+        value = await self.cache.refresh(
+            self.namespace,
+            self._key_of(args, kwargs),
+            lambda: function(*args, **kwargs),
+            ttl=self.ttl,
         )
+        return cast("R", value)  # None only if the function returned it: then R admits None
 
     def _key_of(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
         fast = self._fast
@@ -164,11 +182,7 @@ class CachedFunction(Generic[P, R]):
         for index, (getter, value) in enumerate(zip(self._getters, values, strict=True)):
             text = str(getter(value))
             if not text or _UNSAFE.search(text):
-                raise InvalidKeyError(
-                    f"{_name(self.function)}: key field {{{self._roots[index]}}} is {text!r}; "
-                    "key values must be non-empty without whitespace or control characters "
-                    "(pass another argument, or key on a normalised form of it)"
-                )
+                self._refuse(index, text)
             parts.append(text)
             parts.append(literals[index + 1])
         key = "".join(parts)
@@ -178,6 +192,18 @@ class CachedFunction(Generic[P, R]):
                 f"{MAX_KEY_LENGTH} (key on an id or a hash instead of a long value)"
             )
         return key
+
+    def _refuse(self, index: int, text: str) -> NoReturn:
+        if text and not _UNSAFE.search(text):  # too long, then
+            raise InvalidKeyError(
+                f"{_name(self.function)}: key for {{{self._roots[index]}}} = {text[:40]!r}... "
+                f"is longer than {MAX_KEY_LENGTH} characters (key on an id or a hash instead)"
+            )
+        raise InvalidKeyError(
+            f"{_name(self.function)}: key field {{{self._roots[index]}}} is {text!r}; "
+            "key values must be non-empty without whitespace or control characters "
+            "(pass another argument, or key on a normalised form of it)"
+        )
 
     def __repr__(self) -> str:
         return f"<cached {_name(self.function)} in namespace {self.namespace.name!r}>"
