@@ -11,7 +11,7 @@ endif
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: install run test lint typecheck pytest bench clean
+.PHONY: install run test lint typecheck pytest docs bench clean
 
 install: $(VENV)/.installed
 
@@ -33,7 +33,11 @@ typecheck: install
 pytest: install
 	$(BIN)/pytest
 
-test: lint typecheck pytest
+# The library's pages and its reference from docstrings (mkdocs.yml); --strict: no drift.
+docs: install
+	$(BIN)/mkdocs build --strict
+
+test: lint typecheck docs pytest
 
 # The performance suite (needs PostgreSQL, Redis, wrk; about 15 minutes): bench/README.md.
 bench: install
