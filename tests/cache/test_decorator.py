@@ -212,6 +212,20 @@ async def test_invalidate_makes_the_next_call_reload(cache: Cache) -> None:
     assert db.loads == 2
 
 
+async def test_the_decorator_ttl_overrides_the_namespace(cache: Cache) -> None:
+    db = Users()
+
+    @cache.cached(USERS, key="user:{user_id}", ttl=0.1)
+    async def user_name(user_id: int) -> str | None:
+        return await db.load(user_id)
+
+    assert await user_name(1) == await user_name(1) == "Ann"
+    assert db.loads == 1
+    await asyncio.sleep(0.25)
+    assert await user_name(1) == "Ann"
+    assert db.loads == 2
+
+
 async def test_a_none_result_is_cached_as_not_found(cache: Cache) -> None:
     db = Users()
 

@@ -33,6 +33,7 @@ R = TypeVar("R")
 
 _FIELD = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
 _UNSAFE = re.compile(r"[\s\x00-\x1f\x7f]")
+_unsafe = _UNSAFE.search
 _POSITIONAL: Final = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
 _NO_DEFAULT: Final = inspect.Parameter.empty
 
@@ -95,56 +96,78 @@ class CachedFunction(Generic[P, R]):
         fields: list[str],
         ttl: float | None,
     ) -> None:
-        self.cache = cache
-        self.namespace = namespace
-        self.function = function
-        self.ttl = ttl
-        self._get_or_load = cache.get_or_load  # the bound method, looked up once
+        self._cache = cache
+        self._namespace = namespace
+        self._function = function
+        self._ttl = ttl
         functools.update_wrapper(self, function)
         signature = inspect.signature(function)
         self._signature = signature
         self._literals = literals
         self._getters = [_getter(field) for field in fields]
         self._roots = [field.split(".", 1)[0] for field in fields]
-        # The fast path: calls with positional arguments only, all of them filled either by
-        # the call or by defaults (no required keyword-only parameter to be missing).
+        # Calls with positional arguments only, every parameter filled by them or by its
+        # default, need no Signature.bind: where each field's value is, or None if such a
+        # call cannot be complete (a keyword-only parameter without default).
         self._fast: list[tuple[int, Any]] | None = _fast_plan(
             function, signature, template, self._roots
         )
         positional = [p for p in signature.parameters.values() if p.kind in _POSITIONAL]
         self._max_args = len(positional)
         self._min_args = sum(1 for p in positional if p.default is _NO_DEFAULT)
-        # One field, no attribute: (min args, max args, index into args (past the end for a
-        # keyword-only parameter: its default), default, text before, text after, room).
-        self._single: tuple[int, int, int, Any, str, str, int] | None = None
+        # The hit path of the common case, one plain field ("user:{user_id}") and positional
+        # arguments, reads everything from this one tuple (attribute lookups are most of what
+        # the decorator would add to get_or_load): see __call__ for the layout.
+        self._single: tuple[Any, ...] | None = None
         if self._fast is not None and len(fields) == 1 and "." not in fields[0]:
             index, default = self._fast[0]
             self._single = (
-                self._min_args, self._max_args, index if index >= 0 else self._max_args,
-                default, literals[0], literals[1],
+                self._min_args,
+                self._max_args,
+                index if index >= 0 else self._max_args,  # past any args: use the default
+                default,
+                literals[0],
+                literals[1],
                 MAX_KEY_LENGTH - len(literals[0]) - len(literals[1]),
-            )  # fmt: skip
+                cache.get_or_load if ttl is None else functools.partial(cache.get_or_load, ttl=ttl),
+                namespace,
+                function,
+            )
+
+    @property
+    def cache(self) -> Cache:
+        return self._cache
+
+    @property
+    def namespace(self) -> Namespace[Any]:
+        return self._namespace
+
+    @property
+    def function(self) -> Callable[P, Awaitable[R]]:
+        """The undecorated function (also ``__wrapped__``)."""
+        return self._function
+
+    @property
+    def ttl(self) -> float | None:
+        return self._ttl
 
     async def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
         """The cached result for these arguments; on a miss, the function's, then cached."""
-        function = self.function
         plan = self._single
-        if plan is not None and not kwargs:
-            # The common case, "user:{user_id}" called as f(user_id): inlined, no binding.
-            low, high, index, default, prefix, suffix, room = plan
-            count = len(args)
-            if low <= count <= high:
-                text = str(args[index] if index < count else default)
-                if not text or _UNSAFE.search(text) or len(text) > room:
-                    self._refuse(0, text)
-                value: R = await self._get_or_load(
-                    self.namespace, prefix + text + suffix, lambda: function(*args, **kwargs),
-                    ttl=self.ttl,
-                )  # fmt: skip
-                return value
-        return await self._get_or_load(
-            self.namespace, self._key_of(args, kwargs), lambda: function(*args, **kwargs),
-            ttl=self.ttl,
+        if plan is not None and not kwargs and plan[0] <= len(args) <= plan[1]:
+            # min args, max args, index, default, text before, text after, room for the
+            # value, get_or_load, namespace, function
+            index = plan[2]
+            text = str(args[index] if index < len(args) else plan[3])
+            if not text or _unsafe(text) or len(text) > plan[6]:
+                self._refuse(0, text)
+            function = plan[9]
+            value: R = await plan[7](plan[8], plan[4] + text + plan[5], lambda: function(*args))
+            return value
+        function = self._function
+        return await self._cache.get_or_load(
+            self._namespace, self._key_of(args, kwargs), lambda: function(*args, **kwargs),
+            ttl=self._ttl,
         )  # fmt: skip
 
     def key(self, *args: P.args, **kwargs: P.kwargs) -> str:
@@ -154,17 +177,17 @@ class CachedFunction(Generic[P, R]):
     async def invalidate(self, *args: P.args, **kwargs: P.kwargs) -> bool:
         """Drop the entry of these arguments (after the write commits); False if the store
         could not be reached. A call loading it meanwhile will not store its result."""
-        return await self.cache.delete(self.namespace, self._key_of(args, kwargs))
+        return await self._cache.delete(self._namespace, self._key_of(args, kwargs))
 
     async def refresh(self, *args: P.args, **kwargs: P.kwargs) -> R:
         """Call the function now and store its result unless the entry was invalidated or
         replaced meanwhile (warm-up); returns the result."""
-        function = self.function
-        value = await self.cache.refresh(
-            self.namespace,
+        function = self._function
+        value = await self._cache.refresh(
+            self._namespace,
             self._key_of(args, kwargs),
             lambda: function(*args, **kwargs),
-            ttl=self.ttl,
+            ttl=self._ttl,
         )
         return cast("R", value)  # None only if the function returned it: then R admits None
 
