@@ -136,7 +136,7 @@ async def run(rounds: int, calls: int) -> dict[str, Any]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.decorator", description=__doc__)
-    parser.add_argument("--rounds", type=int, default=15)
+    parser.add_argument("--rounds", type=int, default=25)
     parser.add_argument("--calls", type=int, default=2000, help="calls per way per round")
     args = parser.parse_args()
     report = asyncio.run(run(args.rounds, args.calls))
