@@ -46,9 +46,10 @@ def cached(
     ``key`` is a template naming the function's parameters: ``"user:{user_id}"``, or with
     attribute access ``"order:{order.id}"``. Parameters it does not name (a database session,
     say) do not vary the key. Each value is rendered with ``str()`` and must not be empty or
-    hold whitespace. ``ttl`` overrides the namespace's. The namespace's codec must be able to
-    store what the function returns; a returned ``None`` is cached as "not found" for the
-    namespace's ``negative_ttl``.
+    hold whitespace; values are not escaped, so with ``"{a}:{b}"`` the arguments
+    ``("x:y", "z")`` and ``("x", "y:z")`` share a key: key on ids. ``ttl`` overrides the
+    namespace's. The namespace's codec must be able to store what the function returns; a
+    returned ``None`` is cached as "not found" for the namespace's ``negative_ttl``.
     """
     return CacheDecorator(cache, namespace, key, ttl)
 
