@@ -326,7 +326,9 @@ def test_mypy_strict_sees_the_function_types(tmp_path: Path) -> None:
     snippet.write_text(
         textwrap.dedent(
             """
-            from ogcache.cache import Cache, MemoryBackend, Namespace
+            from collections.abc import Mapping, Sequence
+
+            from ogcache.cache import Cache, MemoryBackend, Namespace, cached_many
 
             cache = Cache(MemoryBackend())
             users: Namespace[str] = Namespace("user", ttl=60)
@@ -335,10 +337,15 @@ def test_mypy_strict_sees_the_function_types(tmp_path: Path) -> None:
             async def user_name(user_id: int, lang: str = "en") -> str | None:
                 return None
 
+            @cached_many(cache, users, key="user:{id}")
+            async def user_names(ids: Sequence[int]) -> Mapping[int, str]:
+                return {}
+
             async def main() -> None:
                 reveal_type(await user_name(1))
                 reveal_type(user_name.invalidate)
                 await user_name("one")
+                reveal_type(await user_names([1, 2]))
             """
         )
     )
@@ -355,4 +362,5 @@ def test_mypy_strict_sees_the_function_types(tmp_path: Path) -> None:
         'Revealed type is "def (user_id: int, lang: str =) -> typing.Coroutine[Any, Any, bool]"'
     ) in out, out
     assert 'Argument 1 to "__call__" of "CachedFunction" has incompatible type "str"' in out, out
+    assert 'Revealed type is "dict[int, str]"' in out, out
     assert out.count("error:") == 1, out

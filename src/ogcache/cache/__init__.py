@@ -12,6 +12,7 @@ It knows nothing of the application built on it. Typical use::
 
 from ogcache.cache.backend import BackendInfo, CacheBackend, KeyCount
 from ogcache.cache.backends import BackendOptions, MemoryBackend, RedisBackend, create_backend
+from ogcache.cache.batch_decorator import CachedManyFunction, CacheManyDecorator, cached_many
 from ogcache.cache.cache import Cache, CacheReport
 from ogcache.cache.codec import Codec, JsonCodec, ModelCodec
 from ogcache.cache.decorator import CacheDecorator, CachedFunction, cached
@@ -38,8 +39,10 @@ __all__ = [
     "CacheConfigurationError",
     "CacheDecorator",
     "CacheError",
+    "CacheManyDecorator",
     "CacheReport",
     "CachedFunction",
+    "CachedManyFunction",
     "Codec",
     "DecodeError",
     "InvalidKeyError",
@@ -53,5 +56,6 @@ __all__ = [
     "NamespaceStatsSnapshot",
     "RedisBackend",
     "cached",
+    "cached_many",
     "create_backend",
 ]
