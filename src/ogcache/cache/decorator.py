@@ -57,16 +57,16 @@ def cached(
 class CacheDecorator:
     """What :func:`cached` returns: apply it to an ``async def`` function."""
 
-    __slots__ = ("_cache", "_fields", "_key", "_literals", "_namespace", "_ttl")
+    __slots__ = ("_cache", "_key", "_namespace", "_ttl")
 
     def __init__(
         self, cache: Cache, namespace: Namespace[Any], key: str, ttl: float | None
     ) -> None:
+        _parse(namespace, key)  # a template that cannot work fails here, before any function
         self._cache = cache
         self._namespace = namespace
         self._key = key
         self._ttl = ttl
-        self._literals, self._fields = _parse(namespace, key)
 
     def __call__(self, function: Callable[P, Awaitable[R]]) -> CachedFunction[P, R]:
         if not inspect.iscoroutinefunction(function):
@@ -74,10 +74,7 @@ class CacheDecorator:
                 f"cached: {_name(function)} is not an async function; "
                 "declare it with 'async def' (the cache awaits it on a miss)"
             )
-        return CachedFunction(
-            self._cache, self._namespace, function, self._key, self._literals, self._fields,
-            self._ttl,
-        )  # fmt: skip
+        return CachedFunction(self._cache, self._namespace, function, self._key, self._ttl)
 
 
 class CachedFunction(Generic[P, R]):
@@ -93,10 +90,9 @@ class CachedFunction(Generic[P, R]):
         namespace: Namespace[Any],
         function: Callable[P, Awaitable[R]],
         template: str,
-        literals: list[str],
-        fields: list[str],
         ttl: float | None,
     ) -> None:
+        literals, fields = _parse(namespace, template)
         self._cache = cache
         self._namespace = namespace
         self._function = function
