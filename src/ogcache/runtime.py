@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from ogcache.cache import BackendOptions, Cache, CacheBackend, create_backend
+from ogcache.cache import Cache, CacheBackend, create_backend
 from ogcache.cache.backends import create_upstash_backend
 from ogcache.config import Settings, redact_url
 from ogcache.db import create_engine, create_session_factory, upgrade
@@ -54,14 +54,7 @@ class Runtime:
     @classmethod
     def open(cls, settings: Settings) -> Runtime:
         """Build everything; no I/O happens until the first call (connections are lazy)."""
-        options = BackendOptions(
-            timeout=settings.cache_timeout,
-            connect_timeout=settings.cache_connect_timeout,
-            max_connections=settings.cache_max_connections,
-            pool_timeout=settings.cache_pool_timeout,
-            memory_max_entries=settings.memory_cache_max_entries,
-            memory_max_bytes=settings.memory_cache_max_bytes,
-        )
+        options = settings.backend_options()
         upstash_url = settings.upstash_redis_rest_url
         upstash_token = settings.upstash_redis_rest_token
         backend: CacheBackend
@@ -80,18 +73,9 @@ class Runtime:
         cache = Cache(
             backend,
             prefix=settings.cache_prefix,
-            ttl_jitter=settings.cache_ttl_jitter,
-            lease_ttl=settings.cache_lease_ttl,
-            lease_wait=settings.cache_lease_wait,
-            early_refresh_beta=settings.cache_early_refresh_beta,
-            failure_threshold=settings.cache_failure_threshold,
-            cool_down=settings.cache_cool_down,
-            slow_call_threshold=settings.cache_slow_call_threshold,
-            stall_threshold=settings.cache_stall_threshold,
-            recovery_settle=settings.cache_recovery_settle,
-            max_value_bytes=settings.cache_max_value_bytes,
-            local_max_entries=settings.local_max_entries,
-            local_max_bytes=settings.local_max_bytes,
+            policy=settings.cache_policy(),
+            breaker=settings.breaker_settings(),
+            local=settings.local_settings(),
         )
         engine = create_engine(settings.database_url)
         db = create_session_factory(engine)

@@ -76,7 +76,7 @@ async def cached_entries(runtime: Runtime, token: str, session_id: uuid.UUID) ->
 async def stored_items(runtime: Runtime) -> list[tuple[str, bytes]]:
     """Every (key, value) this runtime's cache holds, read straight from the store."""
     prefix = f"{runtime.cache.prefix}:"
-    backend = runtime.cache.backend.inner
+    backend = runtime.cache.backend
     if isinstance(backend, MemoryBackend):
         return [
             (key, value) for key, (_, value) in backend._entries.items() if key.startswith(prefix)
@@ -94,7 +94,7 @@ async def stored_items(runtime: Runtime) -> list[tuple[str, bytes]]:
 
 async def remaining_ttl(runtime: Runtime, full_key: str) -> float:
     """Seconds the store will keep ``full_key``."""
-    backend = runtime.cache.backend.inner
+    backend = runtime.cache.backend
     if isinstance(backend, MemoryBackend):
         return backend._entries[full_key][0] - time.monotonic()
     assert runtime.settings.redis_url is not None

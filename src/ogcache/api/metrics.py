@@ -18,7 +18,7 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 
 from ogcache.cache import Cache
-from ogcache.cache.breaker import BreakerState
+from ogcache.cache.breaker import BreakerState, BreakerStats
 from ogcache.cache.stats import LATENCY_BUCKETS, LatencySummary
 
 __all__ = ["CacheCollector", "render_metrics"]
@@ -70,7 +70,41 @@ class CacheCollector(Collector):
             "Latency of loaders (database reads) after a miss.",
             {name: s.load_latency for name, s in snapshots.items()},
         )
-        breaker = self._cache.backend.stats()
+        breaker = self._cache.breaker_stats()
+        if breaker is not None:
+            yield from self._breaker(breaker)
+        local = self._cache.local_state()
+        if local is not None:
+            tier, live = local
+            yield GaugeMetricFamily(
+                "ogcache_cache_local_live",
+                "1 while the in-process tier may serve (its invalidation feed is live).",
+                value=1.0 if live else 0.0,
+            )
+            yield GaugeMetricFamily(
+                "ogcache_cache_local_entries", "Entries in the in-process tier.", value=tier.entries
+            )
+            yield GaugeMetricFamily(
+                "ogcache_cache_local_bytes",
+                "Stored size of the values in the in-process tier.",
+                value=tier.bytes,
+            )
+            yield CounterMetricFamily(
+                "ogcache_cache_local_flushes",
+                "Times the in-process tier was emptied (feed interrupted, cache cleared).",
+                value=tier.flushes,
+            )
+        if self.up is not None:
+            up = GaugeMetricFamily(
+                "ogcache_cache_up",
+                "1 if the cache backend answered the last probe.",
+                labels=["backend"],
+            )
+            up.add_metric([self._cache.backend.name], 1.0 if self.up else 0.0)
+            yield up
+
+    @staticmethod
+    def _breaker(breaker: BreakerStats) -> Iterator[Metric]:
         state = GaugeMetricFamily(
             "ogcache_cache_circuit_state",
             "Circuit breaker state: 1 for the current one of "
@@ -105,35 +139,6 @@ class CacheCollector(Collector):
             "Invalidations not yet delivered (replayed when the backend answers again).",
             value=breaker.pending_invalidations,
         )
-        local = self._cache.local_state()
-        if local is not None:
-            tier, live = local
-            yield GaugeMetricFamily(
-                "ogcache_cache_local_live",
-                "1 while the in-process tier may serve (its invalidation feed is live).",
-                value=1.0 if live else 0.0,
-            )
-            yield GaugeMetricFamily(
-                "ogcache_cache_local_entries", "Entries in the in-process tier.", value=tier.entries
-            )
-            yield GaugeMetricFamily(
-                "ogcache_cache_local_bytes",
-                "Stored size of the values in the in-process tier.",
-                value=tier.bytes,
-            )
-            yield CounterMetricFamily(
-                "ogcache_cache_local_flushes",
-                "Times the in-process tier was emptied (feed interrupted, cache cleared).",
-                value=tier.flushes,
-            )
-        if self.up is not None:
-            up = GaugeMetricFamily(
-                "ogcache_cache_up",
-                "1 if the cache backend answered the last probe.",
-                labels=["backend"],
-            )
-            up.add_metric([self._cache.backend.name], 1.0 if self.up else 0.0)
-            yield up
 
     @staticmethod
     def _histogram(
