@@ -64,7 +64,6 @@ import asyncpg
 import jwt
 from sqlalchemy import event, insert
 from sqlalchemy.engine import make_url
-from tests.support.servers import RedisProcess, free_port
 
 from bench._support import (
     asyncpg_dsn,
@@ -95,6 +94,7 @@ from ogcache.services import (
     ServiceContext,
 )
 from ogcache.services.auth import ALGORITHM, AUDIENCE, ISSUER
+from support.servers import RedisProcess, free_port
 
 __all__ = [
     "MODES",
