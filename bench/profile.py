@@ -61,8 +61,8 @@ async def run(hits: int = 20_000) -> list[str]:
     prefix = f"bench-profile-{uuid.uuid4().hex[:8]}"
     raw = Redis.from_url(url)
     cache = Cache(RedisBackend(url), prefix=prefix)
-    plain = Namespace("plain", ttl=600)
-    local = Namespace("local", ttl=600, local_ttl=600)
+    plain: Namespace[dict[str, Any]] = Namespace("plain", ttl=600)
+    local: Namespace[dict[str, Any]] = Namespace("local", ttl=600, local_ttl=600)
     raw_key = f"{prefix}:raw"
     try:
         await raw.set(raw_key, orjson.dumps(PAYLOAD), ex=600)
