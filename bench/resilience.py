@@ -56,14 +56,14 @@ from typing import IO, Any, Literal
 
 import httpx
 from redis.asyncio import Redis
-from tests.support.latency_proxy import LatencyProxy
-from tests.support.servers import RedisProcess, free_port
 
 from bench._support import create_database, drop_database, quantile, unique_name
 from ogcache.config import Settings, load_settings
 from ogcache.db.seed import seed_demo_data
 from ogcache.runtime import Runtime
 from ogcache.services import AppNamespaces
+from support.latency_proxy import LatencyProxy
+from support.servers import RedisProcess, free_port
 
 FaultKind = Literal["kill", "hang", "slow", "sluggish"]
 KINDS: tuple[FaultKind, ...] = ("kill", "hang", "slow", "sluggish")

@@ -64,7 +64,6 @@ import asyncpg
 import jwt
 from sqlalchemy import event, insert
 from sqlalchemy.engine import make_url
-from tests.support.servers import RedisProcess, free_port
 
 from bench._support import (
     asyncpg_dsn,
@@ -95,6 +94,7 @@ from ogcache.services import (
     ServiceContext,
 )
 from ogcache.services.auth import ALGORITHM, AUDIENCE, ISSUER
+from support.servers import RedisProcess, free_port
 
 __all__ = [
     "MODES",
@@ -723,7 +723,7 @@ async def run_workload(
             ][: config.settle_requests]
             opened = {mode: Services.open(mode, settings_for(mode)) for mode in config.modes}
             try:
-                recorders = {
+                recorders: dict[str, Recorder] = {
                     mode: Recorder(svc, seen if mode == "cached" else None)
                     for mode, svc in opened.items()
                 }
@@ -742,7 +742,7 @@ async def run_workload(
                 }
                 chunk = {mode: max(1, counts[mode] // config.rounds) for mode in config.modes}
                 size = max(1, config.requests // config.rounds)
-                measured = dict.fromkeys(config.modes, 0)
+                measured: dict[str, int] = dict.fromkeys(config.modes, 0)
                 timed = dict.fromkeys(config.modes, 0.0)
                 measured_from = time.monotonic()
                 for round_index in range(config.rounds):
@@ -829,8 +829,9 @@ def _summarize(
         requests_without_db[mode] = request.without_db if request else None
         per_request[mode] = request.queries_per_call if request else None
     reduction = None
-    if per_request.get("cached") is not None and per_request.get("uncached"):
-        reduction = round(1 - per_request["cached"] / per_request["uncached"], 4)  # type: ignore[operator]
+    cached_q, uncached_q = per_request.get("cached"), per_request.get("uncached")
+    if cached_q is not None and uncached_q:
+        reduction = round(1 - cached_q / uncached_q, 4)
     cached = recorders.get("cached")
     first_time = (
         sum(record.first_time for op, record in cached.ops.items() if op in READ_OPS)
@@ -928,10 +929,10 @@ def format_report(result: WorkloadResult) -> str:
             )
         if other and "cached" in modes:
             c, o = result.ops["cached"].get(op), result.ops[other].get(op)
-            line += (
-                f" | {_ratio(o and o.p50_ms, c and c.p50_ms):>11} "
-                f"{_ratio(o and o.p99_ms, c and c.p99_ms):>6}"
-            )
+            if c is None or o is None:
+                line += f" | {'-':>11} {'-':>6}"
+            else:
+                line += f" | {_ratio(o.p50_ms, c.p50_ms):>11} {_ratio(o.p99_ms, c.p99_ms):>6}"
         lines.append(line)
     if "cached" in modes:
         lines.append("")

@@ -22,6 +22,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+
 from bench.resilience import (
     KINDS,
     MAX_OPEN_S,
