@@ -24,8 +24,8 @@ from redis.asyncio import BlockingConnectionPool, Redis
 
 from bench._support import Gate, Latency, run_processes, unique_name
 from bench._support import redis_url as default_redis_url
-from ogcache.cache.backend import BackendOptions
 from ogcache.cache import Cache, Namespace, RedisBackend
+from ogcache.cache.backend import BackendOptions
 
 __all__ = ["StampedeResult", "StampedeSeries", "run_stampede", "summarize"]
 
