@@ -73,7 +73,7 @@ from bench._support import (
     quantile,
     unique_name,
 )
-from ogcache.cache import MISSING, Cache, Namespace
+from ogcache.cache import MISSING, Namespace
 from ogcache.config import Settings, load_settings
 from ogcache.db.models import (
     AuthSession,
@@ -151,30 +151,39 @@ class WorkloadConfig:
 
 class PassThroughCache:
     """Caching off: what the services do without a cache. Every read calls its loader,
-    nothing is stored, invalidations have nothing to drop. It implements the
-    :class:`~ogcache.cache.Cache` methods the services call, each one Python call deep."""
+    nothing is stored, invalidations have nothing to drop. A :class:`~ogcache.cache.CacheLike`
+    (what the services take), each call one Python call deep."""
 
     prefix = "none"
 
     async def get_or_load(
         self,
-        namespace: Namespace[T],
+        namespace: Namespace[Any],
         key: str,
-        loader: Callable[[], Awaitable[T | None]],
+        loader: Callable[[], Awaitable[T]],
         *,
         ttl: float | None = None,
-    ) -> T | None:
+    ) -> T:
         return await loader()
 
     async def refresh(
         self,
-        namespace: Namespace[T],
+        namespace: Namespace[Any],
         key: str,
-        loader: Callable[[], Awaitable[T | None]],
+        loader: Callable[[], Awaitable[T]],
         *,
         ttl: float | None = None,
-    ) -> T | None:
+    ) -> T:
         return await loader()
+
+    async def update(
+        self,
+        namespace: Namespace[T],
+        key: str,
+        change: Callable[[T | None], T | None],
+        ttl: float | None = None,
+    ) -> T | None:
+        return change(None)  # nothing is stored: every update starts from nothing
 
     async def get(self, namespace: Namespace[Any], key: str) -> Any:
         return MISSING
@@ -378,7 +387,7 @@ class Services:
             assert secret is not None
             context = ServiceContext(
                 db=runtime.db,
-                cache=cast(Cache, PassThroughCache()),
+                cache=PassThroughCache(),
                 namespaces=runtime.namespaces,
             )
             return cls(
