@@ -636,7 +636,7 @@ async def run_fault_scenario(
         token = await _issue_token(database_url, secret)
         settings = _service_settings(config, database_url, cache_url, secret, kind)
         namespaces = AppNamespaces.from_settings(load_settings(_env_file=None, **settings))
-        profile_key = f"{settings['cache_prefix']}:{namespaces.profile.key_prefix}{USER}"
+        profile_key = f"{settings['cache_prefix']}:{namespaces.profile.stored_prefix}{USER}"
         server = AppServer(settings, directory / "service.log", config.workers)
         await server.start()
         load = Load(server.base_url, token, config)
