@@ -52,9 +52,12 @@ class Runtime:
     warmup: WarmupService
 
     @classmethod
-    def open(cls, settings: Settings) -> Runtime:
-        """Build everything; no I/O happens until the first call (connections are lazy)."""
-        cache = _cache(settings, _backend(settings))
+    def open(cls, settings: Settings, *, backend: CacheBackend | None = None) -> Runtime:
+        """Build everything; no I/O happens until the first call (connections are lazy).
+
+        ``backend`` replaces the store the settings name: a store of the application's own,
+        or one a test observes (the cache's policies still come from the settings)."""
+        cache = _cache(settings, backend if backend is not None else _backend(settings))
         engine = create_engine(settings.database_url)
         db = create_session_factory(engine)
         namespaces = AppNamespaces.from_settings(settings)
