@@ -52,31 +52,12 @@ class Runtime:
     warmup: WarmupService
 
     @classmethod
-    def open(cls, settings: Settings) -> Runtime:
-        """Build everything; no I/O happens until the first call (connections are lazy)."""
-        options = settings.backend_options()
-        upstash_url = settings.upstash_redis_rest_url
-        upstash_token = settings.upstash_redis_rest_token
-        backend: CacheBackend
-        if not settings.redis_url and upstash_url and upstash_token is not None:
-            logger.info("cache backend: Upstash REST API (%s)", urlsplit(upstash_url).hostname)
-            backend = create_upstash_backend(upstash_url, upstash_token.get_secret_value(), options)
-        else:
-            if settings.redis_url and not settings.redis_url.startswith("memory:"):
-                logger.info("cache backend: Redis (%s)", redact_url(settings.redis_url))
-            else:
-                logger.info(
-                    "cache backend: in-process memory (OGCACHE_REDIS_URL is not set); "
-                    "each process has its own cache - set OGCACHE_REDIS_URL for a shared one"
-                )
-            backend = create_backend(settings.redis_url, options)
-        cache = Cache(
-            backend,
-            prefix=settings.cache_prefix,
-            policy=settings.cache_policy(),
-            breaker=settings.breaker_settings(),
-            local=settings.local_settings(),
-        )
+    def open(cls, settings: Settings, *, backend: CacheBackend | None = None) -> Runtime:
+        """Build everything; no I/O happens until the first call (connections are lazy).
+
+        ``backend`` replaces the store the settings name: a store of the application's own,
+        or one a test observes (the cache's policies still come from the settings)."""
+        cache = _cache(settings, backend if backend is not None else _backend(settings))
         engine = create_engine(settings.database_url)
         db = create_session_factory(engine)
         namespaces = AppNamespaces.from_settings(settings)
@@ -86,14 +67,7 @@ class Runtime:
             namespaces=namespaces,
             limits=StorageLimits.from_settings(settings),
         )
-        if settings.jwt_secret is not None:
-            secret = settings.jwt_secret.get_secret_value()
-        else:
-            secret = secrets.token_urlsafe(48)
-            logger.warning(
-                "OGCACHE_JWT_SECRET is not set: using a random secret for this process only; "
-                "tokens will not verify in other processes or after a restart"
-            )
+        secret = _jwt_secret(settings)
         profiles = ProfileService(context)
         conversations = ConversationService(context)
         menu = MenuService(context)
@@ -150,3 +124,43 @@ class Runtime:
         traceback: TracebackType | None,
     ) -> None:
         await self.close()
+
+
+def _backend(settings: Settings) -> CacheBackend:
+    """The store the settings name: Redis, else Upstash's REST API, else in-process memory
+    (logged, so an operator sees which one a process uses)."""
+    options = settings.backend_options()
+    upstash_url = settings.upstash_redis_rest_url
+    upstash_token = settings.upstash_redis_rest_token
+    if not settings.redis_url and upstash_url and upstash_token is not None:
+        logger.info("cache backend: Upstash REST API (%s)", urlsplit(upstash_url).hostname)
+        return create_upstash_backend(upstash_url, upstash_token.get_secret_value(), options)
+    if settings.redis_url and not settings.redis_url.startswith("memory:"):
+        logger.info("cache backend: Redis (%s)", redact_url(settings.redis_url))
+    else:
+        logger.info(
+            "cache backend: in-process memory (OGCACHE_REDIS_URL is not set); "
+            "each process has its own cache - set OGCACHE_REDIS_URL for a shared one"
+        )
+    return create_backend(settings.redis_url, options)
+
+
+def _cache(settings: Settings, backend: CacheBackend) -> Cache:
+    return Cache(
+        backend,
+        prefix=settings.cache_prefix,
+        policy=settings.cache_policy(),
+        breaker=settings.breaker_settings(),
+        local=settings.local_settings(),
+    )
+
+
+def _jwt_secret(settings: Settings) -> str:
+    """The configured secret, or a random one that only this process will accept (warned)."""
+    if settings.jwt_secret is not None:
+        return settings.jwt_secret.get_secret_value()
+    logger.warning(
+        "OGCACHE_JWT_SECRET is not set: using a random secret for this process only; "
+        "tokens will not verify in other processes or after a restart"
+    )
+    return secrets.token_urlsafe(48)
