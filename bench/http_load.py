@@ -44,9 +44,9 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from tests.support.servers import RedisProcess, free_port
 
 from bench.resilience import USER, AppServer, _issue_token, prepared_database
+from support.servers import RedisProcess, free_port
 
 __all__ = ["HttpConfig", "format_report", "run_http", "seed_comparison"]
 

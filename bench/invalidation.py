@@ -2,7 +2,7 @@
 
 Two OS processes (spawned): a *writer* W and a *reader* R, each with its own
 ``Cache(RedisBackend(url), prefix=...)`` and a namespace with a ``local_ttl``. For every
-round, W stores fresh keys, R reads them until all are in its L1 (``cache._local``), then W
+round, W stores fresh keys, R reads them until all are served from its L1, then W
 invalidates them one at a time, paced ``interval`` apart, and R notes when each key's
 notification was processed and the key left its L1. Both processes read
 ``time.monotonic()`` (CLOCK_MONOTONIC, one clock for the whole machine on Linux), so
@@ -44,7 +44,7 @@ import os
 import statistics
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -56,14 +56,15 @@ from redis.asyncio.connection import AbstractConnection
 from bench._support import Gate, machine, quantile, run_processes, unique_name
 from bench._support import redis_url as default_redis_url
 from ogcache.cache import MISSING, Cache, Namespace, RedisBackend
-from ogcache.cache.backends.redis_tracking import RedisTrackingFeed
-from ogcache.cache.local import NOT_FOUND
+from ogcache.cache.backends.redis_tracking import ConnectionFactory, RedisTrackingFeed
+from ogcache.cache.invalidation import OnChange
 
 __all__ = [
     "CONTENDERS",
     "Contender",
     "ContenderSummary",
     "InvalidationReport",
+    "ObservedFeed",
     "PubSubFeed",
     "add_parser",
     "command",
@@ -107,10 +108,28 @@ CONTENDERS: Final = (
 _BY_NAME: Final = {contender.name: contender for contender in CONTENDERS}
 
 
-# --- the pub/sub alternative, R's side ---------------------------------------------------
+# --- R's feeds: ogcache's, observed; the pub/sub alternative ------------------------------
+
+Nodes = Callable[[], Mapping[str, ConnectionFactory]]
 
 
-class PubSubFeed(RedisTrackingFeed):
+class ObservedFeed(RedisTrackingFeed):
+    """ogcache's invalidation feed (key tracking), unchanged but for one thing: every
+    notification is handed to ``observer`` together with the cache's own callback, which the
+    observer calls. So R sees each notification the moment its cache processes it."""
+
+    def __init__(self, prefix: str, nodes: Nodes, observer: _Observer) -> None:
+        super().__init__(prefix, nodes)
+        self._observer = observer
+
+    def start(self, on_change: OnChange) -> None:
+        def changed(keys: Sequence[str] | None) -> None:
+            self._observer.changed(self, on_change, keys)
+
+        super().start(changed)
+
+
+class PubSubFeed(ObservedFeed):
     """ogcache's invalidation feed with a plain pub/sub channel instead of key tracking.
 
     Writers publish the names of the keys they invalidated (newline-separated) on
@@ -118,26 +137,34 @@ class PubSubFeed(RedisTrackingFeed):
     a notification) is :class:`RedisTrackingFeed`'s, so only the mechanism differs.
     """
 
-    def __init__(self, channel: bytes, nodes: Any) -> None:
-        super().__init__("", nodes)
+    def __init__(self, channel: bytes, nodes: Nodes, observer: _Observer) -> None:
+        super().__init__("", nodes, observer)
         self._channel = channel
 
     async def _track(self, connection: AbstractConnection) -> None:
         pass  # no key tracking: the writers publish
 
     def _keys(self, payload: Any) -> list[str] | None:
-        return payload.decode().split("\n")  # type: ignore[no-any-return]
+        return bytes(payload).decode().split("\n")
 
 
-class PubSubRedisBackend(RedisBackend):
-    """A :class:`RedisBackend` whose invalidation feed is :class:`PubSubFeed`."""
+class ObservedRedisBackend(RedisBackend):
+    """A :class:`RedisBackend` whose invalidation feed is an :class:`ObservedFeed` (key
+    tracking), or with a ``channel`` a :class:`PubSubFeed` on it. The cache asks its backend
+    for the feed (the public ``InvalidationSource`` contract); ``feed`` is the one it got."""
 
-    def __init__(self, url: str, channel: str) -> None:
+    def __init__(self, url: str, observer: _Observer, channel: str | None = None) -> None:
         super().__init__(url)
-        self._channel = channel.encode()
+        self._observer = observer
+        self._pubsub_channel = None if channel is None else channel.encode()
+        self.feed: ObservedFeed | None = None
 
-    def invalidation_feed(self, prefix: str) -> PubSubFeed:
-        return PubSubFeed(self._channel, self._tracking_nodes)
+    def invalidation_feed(self, prefix: str) -> ObservedFeed:
+        if self._pubsub_channel is None:
+            self.feed = ObservedFeed(prefix, self._tracking_nodes, self._observer)
+        else:
+            self.feed = PubSubFeed(self._pubsub_channel, self._tracking_nodes, self._observer)
+        return self.feed
 
 
 # --- the two processes -------------------------------------------------------------------
@@ -294,6 +321,7 @@ class _Round:
     """R's view of one round, filled by the notification hook and the reading tasks."""
 
     cache: Cache
+    feed: ObservedFeed
     keys: list[str]
     base: int
     index: dict[str, int]
@@ -317,43 +345,59 @@ class _Round:
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
 
-class _Observer:
-    """Wraps a cache's notification callback: records when each key of the round left L1.
+def _l1_invalidations(cache: Cache) -> int:
+    """How many invalidations found their key in the cache's L1 so far."""
+    local = cache.local_state()
+    return 0 if local is None else local[0].invalidations
 
-    Installed as ``cache._changed_elsewhere`` before the feed starts (the feed is started,
-    with that bound attribute, at the first lookup of a namespace with a ``local_ttl``)."""
+
+async def _l1_hits(cache: Cache, keys: Sequence[str]) -> int:
+    """How many of ``keys`` a read serves from the cache's L1 now (the others are read from
+    Redis, and kept in L1 if found)."""
+
+    def local_hits() -> int:
+        stats = cache.stats().get(ITEMS.name)
+        return 0 if stats is None else stats.local_hits
+
+    before = local_hits()
+    await cache.get_many(ITEMS, keys)
+    return local_hits() - before
+
+
+class _Observer:
+    """Sees every notification of R's feeds (:class:`ObservedFeed`) as the cache processes
+    it: records when each key of the round left L1, and whether it was there."""
 
     def __init__(self) -> None:
         self.current: _Round | None = None
 
-    def install(self, cache: Cache) -> None:
-        original = cache._changed_elsewhere
-        entries = cache._local._entries
-
-        def changed(keys: Sequence[str] | None) -> None:
-            state = self.current
-            if state is None or state.cache is not cache:
-                original(keys)
-                return
-            if keys is None:
-                original(keys)
-                state.flushes += 1
-                return
-            present = [full in entries for full in keys]
-            original(keys)
-            now = time.monotonic()
-            for full, was_present in zip(keys, present, strict=True):
-                i = state.index.get(full)
-                if i is not None and not state.evicted[i]:
-                    state.evicted[i] = now
-                    state.was_in_l1[i] = was_present
-                    state.delivered += 1
-                    if state.delivered == len(state.keys):
-                        state.complete.set()
-            while state.next_due < len(state.keys) and state.evicted[state.next_due]:
-                state.next_due += 1
-
-        cache._changed_elsewhere = changed  # type: ignore[method-assign]
+    def changed(self, feed: ObservedFeed, on_change: OnChange, keys: Sequence[str] | None) -> None:
+        state = self.current
+        if state is None or state.feed is not feed:
+            on_change(keys)
+            return
+        if keys is None:
+            on_change(keys)
+            state.flushes += 1
+            return
+        # One key at a time (as the tier would): whether each was in L1 is whether the
+        # tier counted an invalidation of an entry it held.
+        present = []
+        for full in keys:
+            before = _l1_invalidations(state.cache)
+            on_change([full])
+            present.append(_l1_invalidations(state.cache) > before)
+        now = time.monotonic()
+        for full, was_present in zip(keys, present, strict=True):
+            i = state.index.get(full)
+            if i is not None and not state.evicted[i]:
+                state.evicted[i] = now
+                state.was_in_l1[i] = was_present
+                state.delivered += 1
+                if state.delivered == len(state.keys):
+                    state.complete.set()
+        while state.next_due < len(state.keys) and state.evicted[state.next_due]:
+            state.next_due += 1
 
 
 async def _close(cache: Cache) -> int:
@@ -378,18 +422,17 @@ async def _close(cache: Cache) -> int:
 
 
 async def _warm(cache: Cache, keys: list[str]) -> int:
-    """Read ``keys`` until every one is in the cache's L1 and stays there; the reads made."""
-    fulls = [cache.full_key(ITEMS, key) for key in keys]
-    entries = cache._local._entries
+    """Read ``keys`` until every one is served from the cache's L1 and stays there; the
+    rounds of reads made."""
     deadline = time.monotonic() + 30.0
     attempts = 0
     while time.monotonic() < deadline:
         attempts += 1
         await cache.get_many(ITEMS, keys)
-        if all(full in entries for full in fulls):
+        if await _l1_hits(cache, keys) == len(keys):
             # Notifications of W's writes may still be on their way: settle, then check again.
             await asyncio.sleep(0.03)
-            if all(full in entries for full in fulls):
+            if await _l1_hits(cache, keys) == len(keys):
                 return attempts
         else:
             await asyncio.sleep(0.005)
@@ -400,14 +443,14 @@ async def _read(
     config: _Config, gate: Gate, to_reader: Any, to_writer: Any, returned: Any, stage: Any
 ) -> dict[str, Any]:
     observer = _Observer()
-    caches = {
-        "tracking": Cache(RedisBackend(config.redis_url), prefix=config.tracking_prefix),
-        "pubsub": Cache(
-            PubSubRedisBackend(config.redis_url, config.channel), prefix=config.pubsub_prefix
-        ),
+    backends = {
+        "tracking": ObservedRedisBackend(config.redis_url, observer),
+        "pubsub": ObservedRedisBackend(config.redis_url, observer, channel=config.channel),
     }
-    for cache in caches.values():
-        observer.install(cache)
+    caches = {
+        "tracking": Cache(backends["tracking"], prefix=config.tracking_prefix),
+        "pubsub": Cache(backends["pubsub"], prefix=config.pubsub_prefix),
+    }
     background = caches["tracking"]
     background_keys = [f"b{i}" for i in range(_BACKGROUND_KEYS)]
     slack = config.slack
@@ -473,8 +516,8 @@ async def _read(
         for cache in caches.values():
             while True:  # the first lookup starts the feed; it serves once subscribed
                 await cache.get(ITEMS, "absent")
-                assert cache._feed is not None
-                if cache._feed.live:
+                local = cache.local_state()
+                if local is not None and local[1]:
                     break
                 if time.monotonic() > deadline:
                     raise TimeoutError("an invalidation feed did not subscribe within 10 s")
@@ -490,18 +533,22 @@ async def _read(
             _, round_index, name, keys = message
             contender = _BY_NAME[name]
             cache = caches[contender.mechanism]
+            feed = backends[contender.mechanism].feed
+            assert feed is not None  # made by the cache's constructor
             stage("warming", round_index)
             warm_reads = await _warm(cache, keys)
             stage("invalidating", round_index)
             state = _Round(
                 cache=cache,
+                feed=feed,
                 keys=keys,
                 base=round_index * config.keys,
                 index={cache.full_key(ITEMS, key): i for i, key in enumerate(keys)},
                 evicted=[0.0] * len(keys),
                 was_in_l1=[False] * len(keys),
             )
-            entries_after_warm = len(cache._local)
+            local = cache.local_state()
+            entries_after_warm = 0 if local is None else local[0].entries
             local_hits_before = cache.stats()[ITEMS.name].local_hits
             observer.current = state
             if contender.loaded:
@@ -525,8 +572,8 @@ async def _read(
             await asyncio.gather(*state.tasks)
             observer.current = None
             seconds = time.monotonic() - began
-            fulls = list(state.index)
-            still_in_l1 = sum(1 for full in fulls if cache._local.get(full) is not NOT_FOUND)
+            local_hits = cache.stats()[ITEMS.name].local_hits - local_hits_before
+            still_in_l1 = await _l1_hits(cache, keys)  # (its own hits not counted above)
             rounds.append(
                 {
                     "round": round_index,
@@ -535,7 +582,7 @@ async def _read(
                     "was_in_l1": state.was_in_l1,
                     "warm_reads": warm_reads,
                     "l1_entries_after_warm": entries_after_warm,
-                    "local_hits": cache.stats()[ITEMS.name].local_hits - local_hits_before,
+                    "local_hits": local_hits,
                     "flushes": state.flushes,
                     "reads": state.reads,
                     "value_reads": state.value_reads,
@@ -555,10 +602,10 @@ async def _read(
             stage("collecting", round_index)
         feeds = {
             mechanism: {
-                "messages": getattr(cache._feed, "messages", None),
-                "reconnects": getattr(cache._feed, "reconnects", None),
+                "messages": None if backend.feed is None else backend.feed.messages,
+                "reconnects": None if backend.feed is None else backend.feed.reconnects,
             }
-            for mechanism, cache in caches.items()
+            for mechanism, backend in backends.items()
         }
     finally:
         stage("closing feeds")

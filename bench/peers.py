@@ -206,7 +206,8 @@ async def _raw(url: str, run: str, pool: int, loader: Loader) -> Contender:
         return orjson.loads(data)
 
     async def batch(keys: list[str]) -> Any:
-        return [orjson.loads(data) for data in await client.mget([prefix + k for k in keys])]
+        found = await client.mget([prefix + k for k in keys])
+        return [None if data is None else orjson.loads(data) for data in found]
 
     async def close() -> None:
         await client.aclose()
@@ -324,22 +325,24 @@ async def _aiocache(url: str, run: str, pool: int, loader: Loader) -> Contender:
     def key_of(function: Any, key: str) -> str:
         return f"profile:{key}"
 
-    @cached(ttl=TTL, key_builder=key_of, **options)
-    async def aside(key: str) -> Any:
+    async def load(key: str) -> Any:
         return await loader(key)
 
+    async def load_locked(key: str) -> Any:
+        return await loader(key)
+
+    # aiocache is untyped: its decorators return Any (applied as calls, not as decorators,
+    # so that mypy does not call the functions they wrap untyped).
+    aside: Any = cached(ttl=TTL, key_builder=key_of, **options)(load)
     # redis-py's plain pool (aiocache's default) raises beyond its bound, which the cold
     # key's concurrent readers reach: that decorator's cache waits for a connection instead.
-    @cached_stampede(
+    stampede: Any = cached_stampede(
         lease=2,
         ttl=TTL,
         key_builder=key_of,
         **{**options, "connection_pool_class": BlockingConnectionPool},
-    )
-    async def stampede(key: str) -> Any:
-        return await loader(key)
-
-    store = aside.cache  # type: ignore[attr-defined]
+    )(load_locked)
+    store = aside.cache
 
     async def batch(keys: list[str]) -> Any:
         return await store.multi_get([f"profile:{k}" for k in keys])
@@ -349,7 +352,7 @@ async def _aiocache(url: str, run: str, pool: int, loader: Loader) -> Contender:
 
     async def close() -> None:
         # What aiocache's close() does, minus redis-py's deprecated close() it calls.
-        for each in (store, stampede.cache):  # type: ignore[attr-defined]
+        for each in (store, stampede.cache):
             await each.client.aclose()
             await each.client.connection_pool.disconnect()
 

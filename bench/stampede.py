@@ -25,6 +25,7 @@ from redis.asyncio import BlockingConnectionPool, Redis
 from bench._support import Gate, Latency, run_processes, unique_name
 from bench._support import redis_url as default_redis_url
 from ogcache.cache import Cache, Namespace, RedisBackend
+from ogcache.cache.backend import BackendOptions
 
 __all__ = ["StampedeResult", "StampedeSeries", "run_stampede", "summarize"]
 
@@ -96,7 +97,7 @@ async def _work(config: _Config, gate: Gate) -> dict[str, Any]:
     naive: Redis | None = None
     full_key = _naive_key(config.prefix)
     if config.mode == "ogcache":
-        backend = RedisBackend(config.redis_url, max_connections=_POOL_SIZE)
+        backend = RedisBackend(config.redis_url, BackendOptions(max_connections=_POOL_SIZE))
         cache = Cache(backend, prefix=config.prefix)
     else:
         pool = BlockingConnectionPool.from_url(

@@ -64,7 +64,6 @@ import asyncpg
 import jwt
 from sqlalchemy import event, insert
 from sqlalchemy.engine import make_url
-from tests.support.servers import RedisProcess, free_port
 
 from bench._support import (
     asyncpg_dsn,
@@ -74,7 +73,7 @@ from bench._support import (
     quantile,
     unique_name,
 )
-from ogcache.cache import MISSING, Cache, Namespace
+from ogcache.cache import MISSING, Namespace
 from ogcache.config import Settings, load_settings
 from ogcache.db.models import (
     AuthSession,
@@ -95,6 +94,7 @@ from ogcache.services import (
     ServiceContext,
 )
 from ogcache.services.auth import ALGORITHM, AUDIENCE, ISSUER
+from support.servers import RedisProcess, free_port
 
 __all__ = [
     "MODES",
@@ -151,30 +151,39 @@ class WorkloadConfig:
 
 class PassThroughCache:
     """Caching off: what the services do without a cache. Every read calls its loader,
-    nothing is stored, invalidations have nothing to drop. It implements the
-    :class:`~ogcache.cache.Cache` methods the services call, each one Python call deep."""
+    nothing is stored, invalidations have nothing to drop. A :class:`~ogcache.cache.CacheLike`
+    (what the services take), each call one Python call deep."""
 
     prefix = "none"
 
     async def get_or_load(
         self,
-        namespace: Namespace[T],
+        namespace: Namespace[Any],
         key: str,
-        loader: Callable[[], Awaitable[T | None]],
+        loader: Callable[[], Awaitable[T]],
         *,
         ttl: float | None = None,
-    ) -> T | None:
+    ) -> T:
         return await loader()
 
     async def refresh(
         self,
-        namespace: Namespace[T],
+        namespace: Namespace[Any],
         key: str,
-        loader: Callable[[], Awaitable[T | None]],
+        loader: Callable[[], Awaitable[T]],
         *,
         ttl: float | None = None,
-    ) -> T | None:
+    ) -> T:
         return await loader()
+
+    async def update(
+        self,
+        namespace: Namespace[T],
+        key: str,
+        change: Callable[[T | None], T | None],
+        ttl: float | None = None,
+    ) -> T | None:
+        return change(None)  # nothing is stored: every update starts from nothing
 
     async def get(self, namespace: Namespace[Any], key: str) -> Any:
         return MISSING
@@ -378,7 +387,7 @@ class Services:
             assert secret is not None
             context = ServiceContext(
                 db=runtime.db,
-                cache=cast(Cache, PassThroughCache()),
+                cache=PassThroughCache(),
                 namespaces=runtime.namespaces,
             )
             return cls(
@@ -723,7 +732,7 @@ async def run_workload(
             ][: config.settle_requests]
             opened = {mode: Services.open(mode, settings_for(mode)) for mode in config.modes}
             try:
-                recorders = {
+                recorders: dict[str, Recorder] = {
                     mode: Recorder(svc, seen if mode == "cached" else None)
                     for mode, svc in opened.items()
                 }
@@ -742,7 +751,7 @@ async def run_workload(
                 }
                 chunk = {mode: max(1, counts[mode] // config.rounds) for mode in config.modes}
                 size = max(1, config.requests // config.rounds)
-                measured = dict.fromkeys(config.modes, 0)
+                measured: dict[str, int] = dict.fromkeys(config.modes, 0)
                 timed = dict.fromkeys(config.modes, 0.0)
                 measured_from = time.monotonic()
                 for round_index in range(config.rounds):
@@ -829,8 +838,9 @@ def _summarize(
         requests_without_db[mode] = request.without_db if request else None
         per_request[mode] = request.queries_per_call if request else None
     reduction = None
-    if per_request.get("cached") is not None and per_request.get("uncached"):
-        reduction = round(1 - per_request["cached"] / per_request["uncached"], 4)  # type: ignore[operator]
+    cached_q, uncached_q = per_request.get("cached"), per_request.get("uncached")
+    if cached_q is not None and uncached_q:
+        reduction = round(1 - cached_q / uncached_q, 4)
     cached = recorders.get("cached")
     first_time = (
         sum(record.first_time for op, record in cached.ops.items() if op in READ_OPS)
@@ -928,10 +938,10 @@ def format_report(result: WorkloadResult) -> str:
             )
         if other and "cached" in modes:
             c, o = result.ops["cached"].get(op), result.ops[other].get(op)
-            line += (
-                f" | {_ratio(o and o.p50_ms, c and c.p50_ms):>11} "
-                f"{_ratio(o and o.p99_ms, c and c.p99_ms):>6}"
-            )
+            if c is None or o is None:
+                line += f" | {'-':>11} {'-':>6}"
+            else:
+                line += f" | {_ratio(o.p50_ms, c.p50_ms):>11} {_ratio(o.p99_ms, c.p99_ms):>6}"
         lines.append(line)
     if "cached" in modes:
         lines.append("")

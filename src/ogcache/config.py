@@ -12,22 +12,13 @@ from urllib.parse import urlsplit, urlunsplit
 from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from ogcache.cache import BackendOptions, BreakerSettings, LocalSettings, Policy
+from ogcache.cache.backends import backend_schemes
 from ogcache.errors import ConfigurationError
 
 __all__ = ["Settings", "load_settings", "redact_url"]
 
 Seconds = Annotated[float, Field(gt=0)]
-
-_REDIS_SCHEMES = (
-    "redis",
-    "rediss",
-    "unix",
-    "memory",
-    "redis+cluster",
-    "rediss+cluster",
-    "redis+sentinel",
-    "rediss+sentinel",
-)
 
 
 class Settings(BaseSettings):
@@ -134,12 +125,44 @@ class Settings(BaseSettings):
         if not value:
             return None
         scheme = urlsplit(value).scheme.lower()
-        if scheme not in _REDIS_SCHEMES:
+        if scheme not in backend_schemes():
             raise ValueError(
-                f"must start with one of {', '.join(s + '://' for s in _REDIS_SCHEMES)} "
+                f"must start with one of {', '.join(s + '://' for s in backend_schemes())} "
                 f"(got {scheme + '://' if scheme else 'no scheme'})"
             )
         return value
+
+    def backend_options(self) -> BackendOptions:
+        """The cache store's connection bounds."""
+        return BackendOptions(
+            timeout=self.cache_timeout,
+            connect_timeout=self.cache_connect_timeout,
+            max_connections=self.cache_max_connections,
+            pool_timeout=self.cache_pool_timeout,
+            memory_max_entries=self.memory_cache_max_entries,
+            memory_max_bytes=self.memory_cache_max_bytes,
+        )
+
+    def cache_policy(self) -> Policy:
+        return Policy(
+            ttl_jitter=self.cache_ttl_jitter,
+            lease_ttl=self.cache_lease_ttl,
+            lease_wait=self.cache_lease_wait,
+            early_refresh_beta=self.cache_early_refresh_beta,
+            max_value_bytes=self.cache_max_value_bytes,
+        )
+
+    def breaker_settings(self) -> BreakerSettings:
+        return BreakerSettings(
+            failure_threshold=self.cache_failure_threshold,
+            cool_down=self.cache_cool_down,
+            slow_call_threshold=self.cache_slow_call_threshold,
+            stall_threshold=self.cache_stall_threshold,
+            recovery_settle=self.cache_recovery_settle,
+        )
+
+    def local_settings(self) -> LocalSettings:
+        return LocalSettings(max_entries=self.local_max_entries, max_bytes=self.local_max_bytes)
 
     @field_validator("jwt_secret", "admin_token")
     @classmethod

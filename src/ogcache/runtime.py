@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from ogcache.cache import BackendOptions, Cache, CacheBackend, create_backend
+from ogcache.cache import Cache, CacheBackend, create_backend
 from ogcache.cache.backends import create_upstash_backend
 from ogcache.config import Settings, redact_url
 from ogcache.db import create_engine, create_session_factory, upgrade
@@ -52,47 +52,12 @@ class Runtime:
     warmup: WarmupService
 
     @classmethod
-    def open(cls, settings: Settings) -> Runtime:
-        """Build everything; no I/O happens until the first call (connections are lazy)."""
-        options = BackendOptions(
-            timeout=settings.cache_timeout,
-            connect_timeout=settings.cache_connect_timeout,
-            max_connections=settings.cache_max_connections,
-            pool_timeout=settings.cache_pool_timeout,
-            memory_max_entries=settings.memory_cache_max_entries,
-            memory_max_bytes=settings.memory_cache_max_bytes,
-        )
-        upstash_url = settings.upstash_redis_rest_url
-        upstash_token = settings.upstash_redis_rest_token
-        backend: CacheBackend
-        if not settings.redis_url and upstash_url and upstash_token is not None:
-            logger.info("cache backend: Upstash REST API (%s)", urlsplit(upstash_url).hostname)
-            backend = create_upstash_backend(upstash_url, upstash_token.get_secret_value(), options)
-        else:
-            if settings.redis_url and not settings.redis_url.startswith("memory:"):
-                logger.info("cache backend: Redis (%s)", redact_url(settings.redis_url))
-            else:
-                logger.info(
-                    "cache backend: in-process memory (OGCACHE_REDIS_URL is not set); "
-                    "each process has its own cache - set OGCACHE_REDIS_URL for a shared one"
-                )
-            backend = create_backend(settings.redis_url, options)
-        cache = Cache(
-            backend,
-            prefix=settings.cache_prefix,
-            ttl_jitter=settings.cache_ttl_jitter,
-            lease_ttl=settings.cache_lease_ttl,
-            lease_wait=settings.cache_lease_wait,
-            early_refresh_beta=settings.cache_early_refresh_beta,
-            failure_threshold=settings.cache_failure_threshold,
-            cool_down=settings.cache_cool_down,
-            slow_call_threshold=settings.cache_slow_call_threshold,
-            stall_threshold=settings.cache_stall_threshold,
-            recovery_settle=settings.cache_recovery_settle,
-            max_value_bytes=settings.cache_max_value_bytes,
-            local_max_entries=settings.local_max_entries,
-            local_max_bytes=settings.local_max_bytes,
-        )
+    def open(cls, settings: Settings, *, backend: CacheBackend | None = None) -> Runtime:
+        """Build everything; no I/O happens until the first call (connections are lazy).
+
+        ``backend`` replaces the store the settings name: a store of the application's own,
+        or one a test observes (the cache's policies still come from the settings)."""
+        cache = _cache(settings, backend if backend is not None else _backend(settings))
         engine = create_engine(settings.database_url)
         db = create_session_factory(engine)
         namespaces = AppNamespaces.from_settings(settings)
@@ -102,14 +67,7 @@ class Runtime:
             namespaces=namespaces,
             limits=StorageLimits.from_settings(settings),
         )
-        if settings.jwt_secret is not None:
-            secret = settings.jwt_secret.get_secret_value()
-        else:
-            secret = secrets.token_urlsafe(48)
-            logger.warning(
-                "OGCACHE_JWT_SECRET is not set: using a random secret for this process only; "
-                "tokens will not verify in other processes or after a restart"
-            )
+        secret = _jwt_secret(settings)
         profiles = ProfileService(context)
         conversations = ConversationService(context)
         menu = MenuService(context)
@@ -166,3 +124,43 @@ class Runtime:
         traceback: TracebackType | None,
     ) -> None:
         await self.close()
+
+
+def _backend(settings: Settings) -> CacheBackend:
+    """The store the settings name: Redis, else Upstash's REST API, else in-process memory
+    (logged, so an operator sees which one a process uses)."""
+    options = settings.backend_options()
+    upstash_url = settings.upstash_redis_rest_url
+    upstash_token = settings.upstash_redis_rest_token
+    if not settings.redis_url and upstash_url and upstash_token is not None:
+        logger.info("cache backend: Upstash REST API (%s)", urlsplit(upstash_url).hostname)
+        return create_upstash_backend(upstash_url, upstash_token.get_secret_value(), options)
+    if settings.redis_url and not settings.redis_url.startswith("memory:"):
+        logger.info("cache backend: Redis (%s)", redact_url(settings.redis_url))
+    else:
+        logger.info(
+            "cache backend: in-process memory (OGCACHE_REDIS_URL is not set); "
+            "each process has its own cache - set OGCACHE_REDIS_URL for a shared one"
+        )
+    return create_backend(settings.redis_url, options)
+
+
+def _cache(settings: Settings, backend: CacheBackend) -> Cache:
+    return Cache(
+        backend,
+        prefix=settings.cache_prefix,
+        policy=settings.cache_policy(),
+        breaker=settings.breaker_settings(),
+        local=settings.local_settings(),
+    )
+
+
+def _jwt_secret(settings: Settings) -> str:
+    """The configured secret, or a random one that only this process will accept (warned)."""
+    if settings.jwt_secret is not None:
+        return settings.jwt_secret.get_secret_value()
+    logger.warning(
+        "OGCACHE_JWT_SECRET is not set: using a random secret for this process only; "
+        "tokens will not verify in other processes or after a restart"
+    )
+    return secrets.token_urlsafe(48)

@@ -271,20 +271,28 @@ def test_a_refused_pipelined_request_does_not_cut_the_answer_before_it(server: S
         assert _closed(sock)
 
 
-def test_the_server_passes_the_limits_to_the_protocol_by_import_path(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
+@pytest.fixture
+def restored_limits() -> Iterator[None]:
+    """The protocol's limits are per process: a test that sets them leaves them as they were."""
+    from ogcache.api import httptools_protocol
+
+    previous = httptools_protocol.set_limits(None)
+    yield
+    httptools_protocol.set_limits(previous)
+
+
+@pytest.mark.usefixtures("restored_limits")
+def test_the_server_passes_the_limits_to_the_protocol_by_import_path() -> None:
     from uvicorn.importer import import_from_string
 
     from ogcache.api import httptools_protocol
     from ogcache.api.server import http_protocol
     from ogcache.config import load_settings
 
-    monkeypatch.setattr(httptools_protocol, "_limits", None)
     settings = load_settings(max_header_bytes=4096, request_read_timeout=3)
     path = http_protocol(settings)
     assert import_from_string(path) is httptools_protocol.LimitedHttpToolsProtocol
-    limits = httptools_protocol._current_limits()
+    limits = httptools_protocol.current_limits()
     assert (limits.max_header_bytes, limits.read_timeout) == (4096, 3)
 
 
@@ -319,9 +327,8 @@ class _Transport(asyncio.Transport):
         pass
 
 
-async def test_a_late_pipelined_body_is_answered_408_after_the_answer_before_it(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
+@pytest.mark.usefixtures("restored_limits")
+async def test_a_late_pipelined_body_is_answered_408_after_the_answer_before_it() -> None:
     from uvicorn.config import Config
     from uvicorn.server import ServerState
 
@@ -337,7 +344,7 @@ async def test_a_late_pipelined_body_is_answered_408_after_the_answer_before_it(
         await send({"type": "http.response.start", "status": 200, "headers": headers})
         await send({"type": "http.response.body", "body": b"ok"})
 
-    monkeypatch.setattr(httptools_protocol, "_limits", httptools_protocol.RequestLimits(4096, 0.1))
+    httptools_protocol.configure(4096, 0.1)
     config = Config(app=app, log_level="warning", access_log=False)
     config.load()
     protocol = httptools_protocol.LimitedHttpToolsProtocol(

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from bench.decorator import _compare
-
 from ogcache.cache import MemoryBackend
 
 

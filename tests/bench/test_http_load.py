@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from bench.http_load import SEED_TABLE, parse_wrk, seed_comparison
 
 WRK_OUTPUT = """\

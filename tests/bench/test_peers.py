@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
+
 from bench.peers import CONTENDERS, PeersConfig, checks, peers_table, run_peers
 
 TINY = PeersConfig(

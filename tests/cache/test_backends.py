@@ -5,11 +5,11 @@ import pytest
 from ogcache.cache import (
     Cache,
     CacheConfigurationError,
-    InvalidKeyError,
     MemoryBackend,
     RedisBackend,
     create_backend,
 )
+from ogcache.cache.backend import BackendOptions
 
 
 async def test_no_url_means_the_memory_backend() -> None:
@@ -33,10 +33,10 @@ def test_an_unknown_scheme_names_the_valid_ones() -> None:
 
 def test_bad_redis_options_are_rejected() -> None:
     with pytest.raises(CacheConfigurationError, match="timeout"):
-        RedisBackend("redis://127.0.0.1", timeout=0)
+        RedisBackend("redis://127.0.0.1", BackendOptions(timeout=0))
 
 
 @pytest.mark.parametrize("prefix", ["", "has:colon", "sp ace", "x" * 65])
 def test_application_prefix_is_validated(prefix: str) -> None:
-    with pytest.raises(InvalidKeyError, match="prefix"):
+    with pytest.raises(CacheConfigurationError, match="prefix"):
         Cache(MemoryBackend(), prefix=prefix)

@@ -21,13 +21,15 @@ from typing import Any
 import pytest
 
 from ogcache.cache import BackendError, MemoryBackend, RedisBackend
+from ogcache.cache.backend import BackendOptions
 from ogcache.cache.breaker import (
-    BreakerBackend,
+    BreakerSettings,
     BreakerState,
     CircuitBreaker,
     CircuitOpenError,
     SlowCallError,
 )
+from ogcache.cache.breaker_backend import BreakerBackend
 from tests.support.latency_proxy import LatencyProxy
 from tests.support.servers import RedisProcess, start_redis
 
@@ -76,7 +78,7 @@ def store() -> Switchable:
 @pytest.fixture
 async def guarded(store: Switchable, clock: Clock) -> AsyncIterator[BreakerBackend]:
     """A breaker on the test's clock, whose probe never comes due unless the test says so."""
-    breaker = CircuitBreaker(failure_threshold=3, cool_down=2.0, clock=clock)
+    breaker = CircuitBreaker(BreakerSettings(failure_threshold=3, cool_down=2.0), clock=clock)
     backend = BreakerBackend(store, breaker, clear_prefix="app:", max_pending=3)
     yield backend
     await backend.close()
@@ -85,7 +87,9 @@ async def guarded(store: Switchable, clock: Clock) -> AsyncIterator[BreakerBacke
 @pytest.fixture
 async def probed(store: Switchable) -> AsyncIterator[BreakerBackend]:
     """A breaker on real time with a 50 ms cool-down and 100 ms of settling."""
-    breaker = CircuitBreaker(failure_threshold=3, cool_down=0.05, recovery_settle=0.1)
+    breaker = CircuitBreaker(
+        BreakerSettings(failure_threshold=3, cool_down=0.05, recovery_settle=0.1)
+    )
     backend = BreakerBackend(store, breaker, clear_prefix="app:", max_pending=3)
     yield backend
     await backend.close()
@@ -135,7 +139,7 @@ async def test_a_success_resets_the_failure_count(
 
 
 def test_slow_answers_in_a_row_make_the_backend_suspect() -> None:
-    breaker = CircuitBreaker(failure_threshold=3, slow_call_threshold=0.1)
+    breaker = CircuitBreaker(BreakerSettings(failure_threshold=3, slow_call_threshold=0.1))
     breaker.slow(0.2)
     breaker.slow(0.2)
     breaker.success()  # a timely answer in between resets the count
@@ -148,7 +152,7 @@ def test_slow_answers_in_a_row_make_the_backend_suspect() -> None:
 
 
 def test_after_recovery_reads_are_held_back_while_writes_go_through(clock: Clock) -> None:
-    breaker = CircuitBreaker(failure_threshold=1, cool_down=2.0, clock=clock)
+    breaker = CircuitBreaker(BreakerSettings(failure_threshold=1, cool_down=2.0), clock=clock)
     breaker.failure(BackendError("down"))
     assert breaker.probe_delay() == 2.0  # user calls never probe; the probe is due then
     clock.now += 2.0
@@ -167,7 +171,7 @@ def test_after_recovery_reads_are_held_back_while_writes_go_through(clock: Clock
 
 
 def test_a_false_alarm_while_settling_does_not_end_the_settling(clock: Clock) -> None:
-    breaker = CircuitBreaker(failure_threshold=1, cool_down=2.0, clock=clock)
+    breaker = CircuitBreaker(BreakerSettings(failure_threshold=1, cool_down=2.0), clock=clock)
     breaker.failure(BackendError("down"))
     breaker.probe_started()
     breaker.probe_succeeded()
@@ -179,7 +183,7 @@ def test_a_false_alarm_while_settling_does_not_end_the_settling(clock: Clock) ->
 
 
 def test_probes_run_at_a_fixed_rate_while_open(clock: Clock) -> None:
-    breaker = CircuitBreaker(failure_threshold=1, cool_down=2.0, clock=clock)
+    breaker = CircuitBreaker(BreakerSettings(failure_threshold=1, cool_down=2.0), clock=clock)
     breaker.failure(BackendError("down"))
     clock.now += 2.0
     breaker.probe_started()
@@ -265,7 +269,7 @@ async def test_undelivered_invalidations_are_replayed_before_anything_is_read(
 async def test_a_replay_pending_while_closed_is_delivered_without_further_calls(
     store: Switchable,
 ) -> None:
-    breaker = CircuitBreaker(failure_threshold=3, cool_down=0.05)
+    breaker = CircuitBreaker(BreakerSettings(failure_threshold=3, cool_down=0.05))
     backend = BreakerBackend(store, breaker, clear_prefix="app:")
     try:
         await backend.set("app:a", b"old", 60)
@@ -298,7 +302,9 @@ async def test_too_many_undelivered_invalidations_clear_the_keyspace(
 
 async def test_close_cancels_the_probe(store: Switchable) -> None:
     backend = BreakerBackend(
-        store, CircuitBreaker(failure_threshold=1, cool_down=60), clear_prefix="app:"
+        store,
+        CircuitBreaker(BreakerSettings(failure_threshold=1, cool_down=60)),
+        clear_prefix="app:",
     )
     store.down = True
     await fail_times(backend, 1)
@@ -310,7 +316,9 @@ async def test_close_cancels_the_probe(store: Switchable) -> None:
 
 async def test_the_probe_of_a_backend_dropped_without_close_ends(store: Switchable) -> None:
     backend = BreakerBackend(
-        store, CircuitBreaker(failure_threshold=1, cool_down=0.05), clear_prefix="app:"
+        store,
+        CircuitBreaker(BreakerSettings(failure_threshold=1, cool_down=0.05)),
+        clear_prefix="app:",
     )
     store.down = True
     await fail_times(backend, 1)
@@ -364,8 +372,10 @@ async def test_a_hung_redis_costs_only_the_calls_already_in_flight(
 ) -> None:
     timeout = 0.3
     backend = BreakerBackend(
-        RedisBackend(own_redis.url, timeout=timeout, connect_timeout=timeout),
-        CircuitBreaker(cool_down=0.5, stall_threshold=0.02, slow_call_threshold=0.1),
+        RedisBackend(own_redis.url, BackendOptions(timeout=timeout, connect_timeout=timeout)),
+        CircuitBreaker(
+            BreakerSettings(cool_down=0.5, stall_threshold=0.02, slow_call_threshold=0.1)
+        ),
         clear_prefix="app:",
     )
     try:
@@ -394,8 +404,10 @@ async def test_a_redis_slower_than_the_threshold_but_within_the_timeout_is_skipp
 ) -> None:
     proxy = LatencyProxy(own_redis.port).start()
     backend = BreakerBackend(
-        RedisBackend(proxy.url, timeout=0.5, connect_timeout=0.5),
-        CircuitBreaker(cool_down=0.3, slow_call_threshold=0.1, stall_threshold=0.02),
+        RedisBackend(proxy.url, BackendOptions(timeout=0.5, connect_timeout=0.5)),
+        CircuitBreaker(
+            BreakerSettings(cool_down=0.3, slow_call_threshold=0.1, stall_threshold=0.02)
+        ),
         clear_prefix="app:",
     )
     try:
@@ -420,8 +432,8 @@ async def test_a_redis_slower_than_the_threshold_but_within_the_timeout_is_skipp
 async def test_steadily_slow_answers_open_the_circuit(own_redis: RedisProcess) -> None:
     proxy = LatencyProxy(own_redis.port).start()
     backend = BreakerBackend(
-        RedisBackend(proxy.url, timeout=0.5, connect_timeout=0.5),
-        CircuitBreaker(failure_threshold=3, cool_down=5, slow_call_threshold=0.1),
+        RedisBackend(proxy.url, BackendOptions(timeout=0.5, connect_timeout=0.5)),
+        CircuitBreaker(BreakerSettings(failure_threshold=3, cool_down=5, slow_call_threshold=0.1)),
         clear_prefix="app:",
     )
     try:
@@ -442,7 +454,7 @@ async def test_a_blocked_loop_is_not_taken_for_a_hung_backend(own_redis: RedisPr
     proxy = LatencyProxy(own_redis.port).start()
     backend = BreakerBackend(
         RedisBackend(proxy.url),
-        CircuitBreaker(stall_threshold=0.02, slow_call_threshold=0.5),
+        CircuitBreaker(BreakerSettings(stall_threshold=0.02, slow_call_threshold=0.5)),
         clear_prefix="app:",
     )
     try:
@@ -469,8 +481,8 @@ async def test_a_queue_for_connections_is_not_taken_for_a_slow_backend(
     """A burst through a small pool: answers come late because calls wait for a
     connection, not because the backend is slow: no trip, the cache in use throughout."""
     backend = BreakerBackend(
-        RedisBackend(own_redis.url, max_connections=2, pool_timeout=30),
-        CircuitBreaker(failure_threshold=3, cool_down=5, slow_call_threshold=0.01),
+        RedisBackend(own_redis.url, BackendOptions(max_connections=2, pool_timeout=30)),
+        CircuitBreaker(BreakerSettings(failure_threshold=3, cool_down=5, slow_call_threshold=0.01)),
         clear_prefix="app:",
     )
     try:
@@ -499,8 +511,8 @@ async def test_another_process_s_missed_invalidation_is_delivered_before_we_read
 
     def process() -> BreakerBackend:
         return BreakerBackend(
-            RedisBackend(own_redis.url, timeout=0.1, connect_timeout=0.1),
-            CircuitBreaker(cool_down=0.2, stall_threshold=0.02),
+            RedisBackend(own_redis.url, BackendOptions(timeout=0.1, connect_timeout=0.1)),
+            CircuitBreaker(BreakerSettings(cool_down=0.2, stall_threshold=0.02)),
             clear_prefix="app:",
         )
 

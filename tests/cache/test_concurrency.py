@@ -12,7 +12,7 @@ from collections.abc import Awaitable, Callable
 
 import pytest
 
-from ogcache.cache import MISSING, Cache, Namespace
+from ogcache.cache import MISSING, Cache, Namespace, Policy
 from ogcache.cache.envelope import WRITE_ID_OFFSET, Entry, lease, new_token, unwrap
 from tests.support.hooked_backend import HookedBackend
 
@@ -48,15 +48,15 @@ class Database:
         return load
 
 
-def twin(cache: Cache, **options: float) -> Cache:
+def twin(cache: Cache, **policy: float) -> Cache:
     """Another "process": same store and prefix, its own single-flight."""
-    return Cache(cache.backend, prefix=cache.prefix, **options)  # type: ignore[arg-type]
+    return Cache(cache.backend, prefix=cache.prefix, policy=Policy(**policy))
 
 
 async def test_a_herd_of_cold_readers_sends_one_read_not_one_each(cache: Cache) -> None:
     """Callers that find a fill of their key in flight join it without asking the store
     (cashews-style coalescing; before, each of them sent its own GET first)."""
-    inner = cache.backend.inner
+    inner = cache.backend
     reads = 0
     get = inner.get
 
@@ -243,7 +243,7 @@ class Clock:
 
 async def test_an_entry_near_expiry_is_refreshed_early_by_one_caller(cache: Cache) -> None:
     clock = Clock()
-    early = Cache(cache.backend, prefix=cache.prefix, clock=clock, ttl_jitter=0)
+    early = Cache(cache.backend, prefix=cache.prefix, clock=clock, policy=Policy(ttl_jitter=0))
     db = Database(delay=0.02)
     db.version["k"] = 1
     assert await early.get_or_load(ITEMS, "k", db.loader("k")) == 1
@@ -276,7 +276,7 @@ async def test_no_early_refresh_far_from_expiry_or_when_disabled(cache: Cache) -
 
 async def test_an_expired_value_is_served_when_the_loader_fails(cache: Cache) -> None:
     clock = Clock()
-    graceful = Cache(cache.backend, prefix=cache.prefix, clock=clock, ttl_jitter=0)
+    graceful = Cache(cache.backend, prefix=cache.prefix, clock=clock, policy=Policy(ttl_jitter=0))
     forgiving = Namespace("forgiving", ttl=10, stale_ttl=60)
     db = Database()
     db.version["k"] = 1
@@ -295,7 +295,7 @@ async def test_an_expired_value_is_served_when_the_loader_fails(cache: Cache) ->
 
 async def test_an_invalidated_value_is_never_served_stale(cache: Cache) -> None:
     clock = Clock()
-    graceful = Cache(cache.backend, prefix=cache.prefix, clock=clock, ttl_jitter=0)
+    graceful = Cache(cache.backend, prefix=cache.prefix, clock=clock, policy=Policy(ttl_jitter=0))
     forgiving = Namespace("forgiving", ttl=10, stale_ttl=60)
     db = Database()
     db.version["k"] = 1
@@ -312,7 +312,7 @@ async def test_an_invalidated_value_is_never_served_stale(cache: Cache) -> None:
 
 async def test_stale_values_are_not_served_unless_the_namespace_allows(cache: Cache) -> None:
     clock = Clock()
-    strict = Cache(cache.backend, prefix=cache.prefix, clock=clock, ttl_jitter=0)
+    strict = Cache(cache.backend, prefix=cache.prefix, clock=clock, policy=Policy(ttl_jitter=0))
     db = Database()
     db.version["k"] = 1
     await strict.get_or_load(ITEMS, "k", db.loader("k"))
@@ -356,7 +356,7 @@ async def test_an_expired_value_invalidated_during_takeover_is_neither_served_no
 ) -> None:
     hooked = HookedBackend(cache.backend)
     clock = Clock()
-    reader = Cache(hooked, prefix=cache.prefix, clock=clock, ttl_jitter=0)  # type: ignore[arg-type]
+    reader = Cache(hooked, prefix=cache.prefix, clock=clock, policy=Policy(ttl_jitter=0))  # type: ignore[arg-type]
     forgiving = Namespace("forgiving", ttl=10, stale_ttl=60)
     db = Database()
     db.version["k"] = 1
@@ -381,8 +381,8 @@ async def test_an_expired_value_invalidated_during_takeover_is_neither_served_no
 
 async def test_early_refresh_loads_once_per_key(cache: Cache) -> None:
     clock = Clock()
-    first = Cache(cache.backend, prefix=cache.prefix, clock=clock, ttl_jitter=0)
-    second = Cache(cache.backend, prefix=cache.prefix, clock=clock, ttl_jitter=0)
+    first = Cache(cache.backend, prefix=cache.prefix, clock=clock, policy=Policy(ttl_jitter=0))
+    second = Cache(cache.backend, prefix=cache.prefix, clock=clock, policy=Policy(ttl_jitter=0))
     refreshes = 0
 
     async def initial() -> int:
@@ -407,7 +407,7 @@ async def test_early_refresh_loads_once_per_key(cache: Cache) -> None:
 
 async def test_a_caller_joining_after_a_lease_timeout_does_not_wait_again(cache: Cache) -> None:
     wait, load = 0.3, 0.3
-    patient = Cache(cache.backend, prefix=cache.prefix, lease_wait=wait)
+    patient = Cache(cache.backend, prefix=cache.prefix, policy=Policy(lease_wait=wait))
     await cache.backend.add(cache.full_key(ITEMS, "k"), lease(new_token()), 30)  # a dead holder
 
     async def loader() -> int:

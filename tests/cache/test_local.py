@@ -17,10 +17,11 @@ from typing import Any
 import pytest
 from redis.asyncio import Redis
 
-from ogcache.cache import Cache, CacheBackend, MemoryBackend, Namespace, RedisBackend
+from ogcache.cache import MISSING, Cache, CacheBackend, MemoryBackend, Namespace, RedisBackend
+from ogcache.cache.backend import BackendOptions
 from ogcache.cache.backends.redis_cluster import RedisClusterBackend
 from ogcache.cache.backends.redis_tracking import RedisTrackingFeed
-from ogcache.cache.local import NOT_FOUND, LocalTier
+from ogcache.cache.local import LocalTier
 from tests.conftest import unique_prefix
 from tests.support.servers import RedisProcess, start_redis
 
@@ -45,7 +46,7 @@ def test_a_value_is_kept_until_its_ttl() -> None:
     assert tier.put("k", {"a": 1}, 10, ttl=5, token=tier.token("k"))
     assert tier.get("k") == {"a": 1}
     clock.now += 5
-    assert tier.get("k") is NOT_FOUND
+    assert tier.get("k") is MISSING
     assert len(tier) == 0
 
 
@@ -61,7 +62,7 @@ def test_least_recently_used_go_first_when_entries_or_bytes_overflow() -> None:
         tier.put(key, key, 10, ttl=60, token=tier.token(key))
     tier.get("a")  # b is now the least recently used
     tier.put("d", "d", 10, ttl=60, token=tier.token("d"))
-    assert [tier.get(key) for key in "abcd"] == ["a", NOT_FOUND, "c", "d"]
+    assert [tier.get(key) for key in "abcd"] == ["a", MISSING, "c", "d"]
     tier.put("big", "big", 85, ttl=60, token=tier.token("big"))
     assert tier.stats().bytes <= 100
     assert tier.get("big") == "big"
@@ -86,7 +87,7 @@ def test_a_flush_refuses_every_value_read_before_it() -> None:
     tokens = {key: tier.token(key) for key in "abc"}
     tier.put("a", "a", 1, ttl=60, token=tokens["a"])
     tier.flush()
-    assert tier.get("a") is NOT_FOUND
+    assert tier.get("a") is MISSING
     assert not any(tier.put(k, k, 1, ttl=60, token=t) for k, t in tokens.items())
 
 
@@ -129,7 +130,7 @@ async def until(condition: Callable[[], bool], within: float = 5.0) -> float:
 
 async def warm(cache: Cache, key: str, loader: Callable[[], Awaitable[Any]]) -> None:
     """Read until the value is served from the tier (the feed goes live first)."""
-    await until(lambda: (cache._feed is not None and cache._feed.live) or not cache._feed_started)
+    await until(lambda: (state := cache.local_state()) is None or state[1])
     for _ in range(200):
         before = cache.stats().get(NS.name)
         await cache.get_or_load(NS, key, loader)
@@ -172,7 +173,7 @@ async def test_an_invalidation_in_one_process_reaches_the_others(
     await warm(second, "k", load)
     await first.delete(NS, "k")
     assert await first.get_or_load(NS, "k", load) == {"version": 2}  # own process: at once
-    delay = await until(lambda: len(second._local) == 0)
+    delay = await until(lambda: len(second.l1.tier) == 0)
     assert delay < 1.0
     assert await second.get_or_load(NS, "k", load) == {"version": 2}
 
@@ -184,9 +185,9 @@ async def test_a_change_made_outside_ogcache_is_seen(
     load, _ = counter_loader()
     await warm(cache, "k", load)
     other = Cache(make_backend(), prefix=cache.prefix)  # any client: a plain UNLINK
-    await other.backend.inner.delete_many([cache.full_key(NS, "k")])
+    await other.backend.delete_many([cache.full_key(NS, "k")])
     await other.close()
-    await until(lambda: len(cache._local) == 0)
+    await until(lambda: len(cache.l1.tier) == 0)
     assert await cache.get_or_load(NS, "k", load) == {"version": 2}
 
 
@@ -210,7 +211,7 @@ async def test_the_tier_never_outlives_the_entry(pair: tuple[Cache, Cache]) -> N
     await cache.get_or_load(NS, "k", load, ttl=0.3)
     await warm(cache, "k", load)
     await asyncio.sleep(0.35)
-    assert cache._local.get(cache.full_key(NS, "k")) is NOT_FOUND
+    assert cache.l1.tier.get(cache.full_key(NS, "k")) is MISSING
 
 
 class ReplyAfter(RedisBackend):
@@ -237,8 +238,8 @@ async def test_a_value_read_before_a_concurrent_invalidation_is_not_kept(
         load, _ = counter_loader()
         await warm(reader, "k", load)
         full = reader.full_key(NS, "k")
-        reader._local.invalidate([full])  # the next read goes to Redis
-        feed = reader._feed
+        reader.l1.tier.invalidate([full])  # the next read goes to Redis
+        feed = reader.l1.feed
         assert isinstance(feed, RedisTrackingFeed)
 
         async def invalidated_meanwhile() -> None:
@@ -248,7 +249,7 @@ async def test_a_value_read_before_a_concurrent_invalidation_is_not_kept(
 
         backend.meanwhile = invalidated_meanwhile
         assert await reader.get_or_load(NS, "k", load) == {"version": 1}  # what the GET said
-        assert reader._local.get(full) is NOT_FOUND  # ...but not kept
+        assert reader.l1.tier.get(full) is MISSING  # ...but not kept
     finally:
         await writer.clear()
         await reader.close()
@@ -259,7 +260,7 @@ async def test_a_lost_feed_empties_the_tier_and_it_serves_again_once_back(
     pair: tuple[Cache, Cache], make_backend: Callable[[], CacheBackend], redis_url: str
 ) -> None:
     cache, _ = pair
-    if not isinstance(cache.backend.inner, RedisBackend):
+    if not isinstance(cache.backend, RedisBackend):
         pytest.skip("CLIENT KILL of the feed is shown on a single node")
     load, _ = counter_loader()
     await warm(cache, "k", load)
@@ -269,18 +270,18 @@ async def test_a_lost_feed_empties_the_tier_and_it_serves_again_once_back(
     finally:
         await client.aclose()
     assert killed >= 1
-    assert cache._feed is not None
-    await until(lambda: not cache._feed.live)  # type: ignore[union-attr]
-    assert len(cache._local) == 0
+    assert cache.l1.feed is not None
+    await until(lambda: not cache.l1.feed.live)  # type: ignore[union-attr]
+    assert len(cache.l1.tier) == 0
     await warm(cache, "k", load)  # live again: serving from the tier again
-    assert cache._feed.reconnects >= 1  # type: ignore[attr-defined]
+    assert cache.l1.feed.reconnects >= 1  # type: ignore[attr-defined]
 
 
 @pytest.fixture
 async def own_server(tmp_path: Path) -> AsyncIterator[tuple[RedisProcess, Cache]]:
     """A redis-server of the test's own (to stop or hang), and a cache on it."""
     server = start_redis(tmp_path)
-    cache = Cache(RedisBackend(server.url, timeout=0.2), prefix=unique_prefix())
+    cache = Cache(RedisBackend(server.url, BackendOptions(timeout=0.2)), prefix=unique_prefix())
     try:
         yield server, cache
     finally:
@@ -299,8 +300,8 @@ async def test_a_hung_redis_stops_the_tier_within_the_silence_bound(
     await warm(cache, "k", load)
     server.pause()
     hung = time.monotonic()
-    assert cache._feed is not None
-    await until(lambda: not cache._feed.live, within=3)  # type: ignore[union-attr]
+    assert cache.l1.feed is not None
+    await until(lambda: not cache.l1.feed.live, within=3)  # type: ignore[union-attr]
     assert time.monotonic() - hung <= 1.2  # max_silence 1.0 s, heartbeat 0.2 s
     # Not served from the tier any more: from the loader (Redis does not answer).
     assert await cache.get_or_load(NS, "k", load) == {"version": 2}
@@ -317,7 +318,7 @@ async def test_an_invalidation_that_fails_still_empties_this_process_tier(
     await warm(cache, "k", load)
     server.stop()
     assert not await cache.delete(NS, "k")
-    assert cache._local.get(cache.full_key(NS, "k")) is NOT_FOUND
+    assert cache.l1.tier.get(cache.full_key(NS, "k")) is MISSING
 
 
 async def test_without_an_invalidation_feed_the_namespace_uses_the_backend_only(
@@ -355,8 +356,8 @@ async def test_an_outage_is_logged_once_and_the_tier_comes_back_after_a_restart(
     with caplog.at_level(logging.WARNING, logger="ogcache.cache"):
         server.stop()
         await asyncio.sleep(1.6)  # several reconnection attempts
-        assert cache._feed is not None
-        assert cache._feed.reconnects >= 3  # type: ignore[attr-defined]
+        assert cache.l1.feed is not None
+        assert cache.l1.feed.reconnects >= 3  # type: ignore[attr-defined]
         server.start()  # same port, empty
         await warm(cache, "k", load)
     events = [r.__dict__.get("event") for r in caplog.records]

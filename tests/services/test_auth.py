@@ -13,7 +13,7 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -21,14 +21,87 @@ import jwt
 import pytest
 from redis.asyncio import Redis
 
-from ogcache.cache import MISSING, MemoryBackend
+from ogcache.cache import (
+    MISSING,
+    BackendOptions,
+    CacheBackend,
+    Namespace,
+    create_backend,
+)
+from ogcache.config import Settings
 from ogcache.errors import AuthenticationError, ConflictError, InvalidInputError, NotFoundError
 from ogcache.runtime import Runtime
 from ogcache.schemas import AuthIdentity, IssuedToken, ProfileUpdate, SessionState
 from ogcache.services.auth import token_digest
 from tests.services.conftest import TEST_JWT_SECRET
+from tests.support.databases import empty_all_tables
 
 OTHER_SECRET = "another-secret-that-is-long-enough-for-hs256-98765"
+
+# --- the runtime: on the memory stack, a store that can say what it was given ---------------
+
+
+class RecordingBackend:
+    """A store that remembers every key written to it and until when it is kept, for the
+    checks below that read the store itself: the memory store can list neither (Redis can).
+    Everything else is the wrapped store's own answer."""
+
+    def __init__(self, inner: CacheBackend) -> None:
+        self.inner = inner
+        self.name = inner.name
+        self.deadlines: dict[str, float] = {}
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    async def set(self, key: str, value: bytes, ttl: float) -> None:
+        self.deadlines[key] = time.monotonic() + ttl  # taken first: never past the store's
+        await self.inner.set(key, value, ttl)
+
+    async def set_many(self, items: Sequence[tuple[str, bytes, float]]) -> None:
+        now = time.monotonic()
+        self.deadlines.update((key, now + ttl) for key, _, ttl in items)
+        await self.inner.set_many(items)
+
+    async def add(self, key: str, value: bytes, ttl: float) -> bytes | None:
+        deadline = time.monotonic() + ttl
+        existing = await self.inner.add(key, value, ttl)
+        if existing is None:
+            self.deadlines[key] = deadline
+        return existing
+
+    async def replace_if(
+        self, key: str, expected: bytes, offset: int, value: bytes | None, ttl: float
+    ) -> bool:
+        deadline = time.monotonic() + ttl
+        replaced = await self.inner.replace_if(key, expected, offset, value, ttl)
+        if replaced and value is not None:
+            self.deadlines[key] = deadline
+        return replaced
+
+    async def held(self, prefix: str) -> list[tuple[str, bytes]]:
+        """The keys written under ``prefix`` that the store still holds, with their values."""
+        keys = [key for key in self.deadlines if key.startswith(prefix)]
+        values = await self.inner.get_many(keys)
+        return [(key, value) for key, value in zip(keys, values, strict=True) if value is not None]
+
+
+@pytest.fixture
+async def runtime(stack_settings: Settings) -> AsyncIterator[Runtime]:
+    """The services' runtime (as in conftest), its memory store wrapped in a RecordingBackend."""
+    backend = None
+    if stack_settings.redis_url is None:
+        options = BackendOptions(
+            memory_max_entries=stack_settings.memory_cache_max_entries,
+            memory_max_bytes=stack_settings.memory_cache_max_bytes,
+        )
+        backend = RecordingBackend(create_backend(None, options))
+    app = Runtime.open(stack_settings, backend=backend)
+    yield app
+    await app.cache.clear()
+    await empty_all_tables(app.engine)
+    await app.close()
+
 
 # --- helpers -----------------------------------------------------------------------------
 
@@ -76,11 +149,9 @@ async def cached_entries(runtime: Runtime, token: str, session_id: uuid.UUID) ->
 async def stored_items(runtime: Runtime) -> list[tuple[str, bytes]]:
     """Every (key, value) this runtime's cache holds, read straight from the store."""
     prefix = f"{runtime.cache.prefix}:"
-    backend = runtime.cache.backend.inner
-    if isinstance(backend, MemoryBackend):
-        return [
-            (key, value) for key, (_, value) in backend._entries.items() if key.startswith(prefix)
-        ]
+    backend = runtime.cache.backend
+    if isinstance(backend, RecordingBackend):
+        return await backend.held(prefix)
     assert runtime.settings.redis_url is not None
     client = Redis.from_url(runtime.settings.redis_url)
     try:
@@ -94,9 +165,9 @@ async def stored_items(runtime: Runtime) -> list[tuple[str, bytes]]:
 
 async def remaining_ttl(runtime: Runtime, full_key: str) -> float:
     """Seconds the store will keep ``full_key``."""
-    backend = runtime.cache.backend.inner
-    if isinstance(backend, MemoryBackend):
-        return backend._entries[full_key][0] - time.monotonic()
+    backend = runtime.cache.backend
+    if isinstance(backend, RecordingBackend):
+        return backend.deadlines[full_key] - time.monotonic()
     assert runtime.settings.redis_url is not None
     client = Redis.from_url(runtime.settings.redis_url)
     try:
@@ -437,19 +508,21 @@ async def _verify_while(
     token: str,
     interleaved: Callable[[uuid.UUID], Awaitable[object]],
 ) -> None:
-    """Verify ``token`` with ``interleaved`` run after its database check, before caching."""
-    check = runtime.auth._check_database
+    """Verify ``token`` with ``interleaved`` run after its database check, before caching:
+    just before the verification stores the identity it checked."""
+    store = runtime.cache.set
     done = False
 
-    async def check_then_interleave(claims: dict[str, Any], session_id: uuid.UUID) -> Any:
+    async def interleave_then_set(
+        namespace: Namespace[Any], key: str, value: Any, *args: Any
+    ) -> bool:
         nonlocal done
-        identity = await check(claims, session_id)
-        if not done:
+        if namespace is runtime.namespaces.auth_token and not done:
             done = True
-            await interleaved(session_id)
-        return identity
+            await interleaved(value.session_id)
+        return await store(namespace, key, value, *args)
 
-    monkeypatch.setattr(runtime.auth, "_check_database", check_then_interleave)
+    monkeypatch.setattr(runtime.cache, "set", interleave_then_set)
     # This verification raced the write, so either answer is fine for it...
     with contextlib.suppress(AuthenticationError):
         await runtime.auth.verify(token)

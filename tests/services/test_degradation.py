@@ -344,6 +344,6 @@ async def test_a_logout_during_an_outage_holds_when_redis_comes_back_with_its_da
                 break
             await asyncio.sleep(0.1)
         session_key = app.cache.full_key(app.namespaces.auth_session, str(issued.session_id))
-        assert await app.cache.backend.inner.get(session_key) is None
+        assert await app.cache.backend.get(session_key) is None
     finally:
         restarted.stop()

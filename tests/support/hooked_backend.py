@@ -6,6 +6,7 @@ our compare-and-set, say), to force an interleaving in a test.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -22,8 +23,8 @@ class HookedBackend:
 
     def __getattr__(self, name: str) -> Any:
         command = getattr(self.inner, name)
-        if not callable(command):
-            return command
+        if not inspect.iscoroutinefunction(command):
+            return command  # attributes and plain methods (invalidation_feed) pass through
 
         async def hooked(*args: Any, **kwargs: Any) -> Any:
             hook = self.hooks.get(name)

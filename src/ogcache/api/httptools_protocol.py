@@ -24,7 +24,7 @@ from uvicorn.config import Config
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 from uvicorn.server import ServerState
 
-__all__ = ["LimitedHttpToolsProtocol", "RequestLimits", "configure"]
+__all__ = ["LimitedHttpToolsProtocol", "RequestLimits", "configure", "current_limits", "set_limits"]
 
 #: Passed to uvicorn as ``http=`` so that every ``--workers`` process imports it.
 IMPORT_PATH = "ogcache.api.httptools_protocol:LimitedHttpToolsProtocol"
@@ -48,11 +48,18 @@ _limits: RequestLimits | None = None
 
 def configure(max_header_bytes: int, read_timeout: float) -> None:
     """Set this process's limits (the server does before it starts; tests may)."""
+    set_limits(RequestLimits(max_header_bytes, read_timeout))
+
+
+def set_limits(limits: RequestLimits | None) -> RequestLimits | None:
+    """Set this process's limits, ``None`` to read them from the environment at first use;
+    returns the ones set before, so that a caller (a test) can put them back."""
     global _limits
-    _limits = RequestLimits(max_header_bytes, read_timeout)
+    previous, _limits = _limits, limits
+    return previous
 
 
-def _current_limits() -> RequestLimits:
+def current_limits() -> RequestLimits:
     """The configured limits or, in a ``--workers`` process, the ones from the environment."""
     global _limits
     if _limits is None:
@@ -95,7 +102,7 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         _loop: asyncio.AbstractEventLoop | None = None,
     ) -> None:
         super().__init__(config, server_state, app_state, _loop)
-        limits = _current_limits()
+        limits = current_limits()
         self.max_header_bytes = limits.max_header_bytes
         self.read_timeout = limits.read_timeout
         # True while a request head is being received.

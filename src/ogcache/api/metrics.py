@@ -18,8 +18,8 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 
 from ogcache.cache import Cache
-from ogcache.cache.breaker import BreakerState
-from ogcache.cache.stats import LATENCY_BUCKETS, LatencySummary
+from ogcache.cache.breaker import BreakerState, BreakerStats
+from ogcache.cache.stats import LATENCY_BUCKETS, LatencySummary, NamespaceStatsSnapshot
 
 __all__ = ["CacheCollector", "render_metrics"]
 
@@ -53,6 +53,17 @@ class CacheCollector(Collector):
 
     def collect(self) -> Iterator[Metric]:
         snapshots = self._cache.stats()
+        yield from self._counters(snapshots)
+        yield from self._latencies(snapshots)
+        breaker = self._cache.breaker_stats()
+        if breaker is not None:
+            yield from self._circuit(breaker)
+        yield from self._local_tier()
+        yield from self._up()
+
+    @staticmethod
+    def _counters(snapshots: dict[str, NamespaceStatsSnapshot]) -> Iterator[Metric]:
+        """One counter family per statistic, labelled by namespace."""
         for field, documentation in _COUNTERS:
             family = CounterMetricFamily(
                 f"ogcache_cache_{field}", documentation, labels=["namespace"]
@@ -60,17 +71,23 @@ class CacheCollector(Collector):
             for name, snapshot in snapshots.items():
                 family.add_metric([name], getattr(snapshot, field))
             yield family
-        yield self._histogram(
+
+    @classmethod
+    def _latencies(cls, snapshots: dict[str, NamespaceStatsSnapshot]) -> Iterator[Metric]:
+        yield cls._histogram(
             "ogcache_cache_operation_seconds",
             "Latency of cache operations.",
             {name: s.operation_latency for name, s in snapshots.items()},
         )
-        yield self._histogram(
+        yield cls._histogram(
             "ogcache_cache_load_seconds",
             "Latency of loaders (database reads) after a miss.",
             {name: s.load_latency for name, s in snapshots.items()},
         )
-        breaker = self._cache.backend.stats()
+
+    @staticmethod
+    def _circuit(breaker: BreakerStats) -> Iterator[Metric]:
+        """The circuit breaker in front of the backend: its state, trips and probes."""
         state = GaugeMetricFamily(
             "ogcache_cache_circuit_state",
             "Circuit breaker state: 1 for the current one of "
@@ -105,35 +122,43 @@ class CacheCollector(Collector):
             "Invalidations not yet delivered (replayed when the backend answers again).",
             value=breaker.pending_invalidations,
         )
+
+    def _local_tier(self) -> Iterator[Metric]:
+        """The in-process tier's figures; nothing until the cache has one in use."""
         local = self._cache.local_state()
-        if local is not None:
-            tier, live = local
-            yield GaugeMetricFamily(
-                "ogcache_cache_local_live",
-                "1 while the in-process tier may serve (its invalidation feed is live).",
-                value=1.0 if live else 0.0,
-            )
-            yield GaugeMetricFamily(
-                "ogcache_cache_local_entries", "Entries in the in-process tier.", value=tier.entries
-            )
-            yield GaugeMetricFamily(
-                "ogcache_cache_local_bytes",
-                "Stored size of the values in the in-process tier.",
-                value=tier.bytes,
-            )
-            yield CounterMetricFamily(
-                "ogcache_cache_local_flushes",
-                "Times the in-process tier was emptied (feed interrupted, cache cleared).",
-                value=tier.flushes,
-            )
-        if self.up is not None:
-            up = GaugeMetricFamily(
-                "ogcache_cache_up",
-                "1 if the cache backend answered the last probe.",
-                labels=["backend"],
-            )
-            up.add_metric([self._cache.backend.name], 1.0 if self.up else 0.0)
-            yield up
+        if local is None:
+            return
+        tier, live = local
+        yield GaugeMetricFamily(
+            "ogcache_cache_local_live",
+            "1 while the in-process tier may serve (its invalidation feed is live).",
+            value=1.0 if live else 0.0,
+        )
+        yield GaugeMetricFamily(
+            "ogcache_cache_local_entries", "Entries in the in-process tier.", value=tier.entries
+        )
+        yield GaugeMetricFamily(
+            "ogcache_cache_local_bytes",
+            "Stored size of the values in the in-process tier.",
+            value=tier.bytes,
+        )
+        yield CounterMetricFamily(
+            "ogcache_cache_local_flushes",
+            "Times the in-process tier was emptied (feed interrupted, cache cleared).",
+            value=tier.flushes,
+        )
+
+    def _up(self) -> Iterator[Metric]:
+        """Whether the backend answered the scrape handler's probe; nothing before one ran."""
+        if self.up is None:
+            return
+        up = GaugeMetricFamily(
+            "ogcache_cache_up",
+            "1 if the cache backend answered the last probe.",
+            labels=["backend"],
+        )
+        up.add_metric([self._cache.backend.name], 1.0 if self.up else 0.0)
+        yield up
 
     @staticmethod
     def _histogram(

@@ -5,8 +5,8 @@ front end adds those around every call. Keys are full keys (application prefix i
 values are bytes; TTLs are seconds (fractions allowed). A backend translates its driver's
 errors into :class:`~ogcache.cache.exceptions.BackendError` in one place.
 
-A new store is one new module in ``ogcache.cache.backends`` plus one line in its URL-scheme
-registry.
+A new store is a class implementing :class:`CacheBackend` and, to be chosen by URL, one
+:func:`~ogcache.cache.backends.register_backend` call for its scheme.
 """
 
 from __future__ import annotations
@@ -15,7 +15,35 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
-__all__ = ["BackendInfo", "CacheBackend", "KeyCount"]
+from ogcache.cache.exceptions import CacheConfigurationError
+
+__all__ = ["BackendInfo", "BackendOptions", "CacheBackend", "KeyCount"]
+
+
+@dataclass(frozen=True, slots=True)
+class BackendOptions:
+    """Tuning shared by all stores; each store reads the options that apply to it.
+
+    Every networked call is bounded: ``connect_timeout`` to connect, ``timeout`` for an
+    answer, ``pool_timeout`` for a free connection (of at most ``max_connections``).
+    ``scan_batch`` is the ``COUNT`` of each ``SCAN`` (prefix clearing and counting).
+    """
+
+    timeout: float = 0.5
+    connect_timeout: float = 0.5
+    max_connections: int = 64
+    pool_timeout: float = 1.0
+    scan_batch: int = 1000
+    memory_max_entries: int = 10_000
+    memory_max_bytes: int = 64 * 1024 * 1024
+
+    def __post_init__(self) -> None:
+        for option in ("timeout", "connect_timeout", "pool_timeout"):
+            if not getattr(self, option) > 0:
+                raise CacheConfigurationError(f"backend option {option} must be > 0 seconds")
+        for option in ("max_connections", "scan_batch", "memory_max_entries", "memory_max_bytes"):
+            if getattr(self, option) < 1:
+                raise CacheConfigurationError(f"backend option {option} must be >= 1")
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,21 +23,12 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Final
 
-__all__ = ["NOT_FOUND", "LocalStats", "LocalTier"]
+from ogcache.cache.missing import MISSING
+
+__all__ = ["LocalStats", "LocalTier"]
 
 _STRIPES: Final = 4096  # generation counters, indexed by the key's hash
 _MASK: Final = _STRIPES - 1
-
-
-class _NotFound:
-    __slots__ = ()
-
-    def __repr__(self) -> str:
-        return "NOT_FOUND"
-
-
-NOT_FOUND: Final = _NotFound()
-"""What :meth:`LocalTier.get` returns for an absent or expired key (``None`` is a value)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,13 +83,13 @@ class LocalTier:
         return (self._epoch << 32) + self._stripes[hash(key) & _MASK]
 
     def get(self, key: str) -> Any:
-        """The value, or :data:`NOT_FOUND`."""
+        """The value, or :data:`MISSING`."""
         entry = self._entries.get(key)
         if entry is None:
-            return NOT_FOUND
+            return MISSING
         if entry[0] <= self._clock():
             self._drop(key)
-            return NOT_FOUND
+            return MISSING
         self._entries.move_to_end(key)
         return entry[1]
 

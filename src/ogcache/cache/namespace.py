@@ -84,11 +84,6 @@ class Namespace(Generic[T]):
         # Built once: every lookup prepends it.
         object.__setattr__(self, "stored_prefix", f"{self.name}:v{self.version}:")
 
-    @property
-    def key_prefix(self) -> str:
-        """The part of every full key of this namespace after the application prefix."""
-        return self.stored_prefix
-
     def key(self, *parts: Any) -> str:
         """Join key parts with ``:``; each part must be non-empty and printable."""
         if not parts:

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from ogcache.cache import Cache
+from ogcache.cache import CacheLike
 from ogcache.services.namespaces import AppNamespaces
 
 if TYPE_CHECKING:
@@ -56,6 +56,6 @@ class ServiceContext:
     reader can never re-cache the old row from a transaction that has not committed yet."""
 
     db: async_sessionmaker[AsyncSession]
-    cache: Cache
+    cache: CacheLike
     namespaces: AppNamespaces
     limits: StorageLimits = field(default_factory=StorageLimits.defaults)

@@ -32,6 +32,17 @@ MENU_CONTEXT_KEYS = ("text", "text:concentrates")
 
 
 @dataclass(frozen=True, slots=True)
+class _Lifetime:
+    """How long a family of entries lives: ``ttl`` in the cache, ``local`` in this process's
+    memory (0: not kept there), and whether it may be served ``stale`` (past expiry, for the
+    ``stale_grace`` setting) when the database fails. Shared by the namespaces of one area."""
+
+    ttl: float
+    local: float = 0.0
+    stale: bool = False
+
+
+@dataclass(frozen=True, slots=True)
 class AppNamespaces:
     profile: Namespace[UserProfilePublic]
     profile_by_telegram: Namespace[UserProfilePublic]
@@ -52,77 +63,52 @@ class AppNamespaces:
         and analytics may be served up to ``stale_grace`` seconds past expiry when the
         database fails; nothing user-specific is, and never auth. The in-process tier is on
         for the menu by default, off for auth and profiles unless their setting enables it."""
-        negative = settings.negative_ttl
 
         def namespace(
-            name: str, ttl: float, codec: Any, *, local: float = 0.0, stale: bool = False,
-            secret_keys: bool = False, version: int = 1,
-        ) -> Namespace[Any]:  # fmt: skip
+            name: str,
+            codec: Any,
+            lifetime: _Lifetime,
+            *,
+            secret_keys: bool = False,
+            version: int = 1,
+        ) -> Namespace[Any]:
             return Namespace(
                 name,
-                ttl,
+                lifetime.ttl,
                 version=version,
                 codec=codec,
-                negative_ttl=negative,
-                stale_ttl=settings.stale_grace if stale else 0.0,
-                local_ttl=local,
+                negative_ttl=settings.negative_ttl,
+                stale_ttl=settings.stale_grace if lifetime.stale else 0.0,
+                local_ttl=lifetime.local,
                 log_keys=not secret_keys,
             )
 
+        profile = _Lifetime(settings.ttl_profile, local=settings.local_ttl_profile)
+        conversation = _Lifetime(settings.ttl_conversation)
+        auth = _Lifetime(settings.ttl_auth, local=settings.local_ttl_auth)
+        session = _Lifetime(settings.ttl_session)
+        menu = _Lifetime(settings.ttl_menu, local=settings.local_ttl_menu, stale=True)
+        analytics = _Lifetime(settings.ttl_analytics, stale=True)
         profile_codec: ModelCodec[UserProfilePublic] = ModelCodec(UserProfilePublic)
-        config = settings
         return cls(
-            profile=namespace(
-                "user:profile", config.ttl_profile, profile_codec, local=config.local_ttl_profile
-            ),
-            profile_by_telegram=namespace(
-                "user:telegram", config.ttl_profile, profile_codec, local=config.local_ttl_profile
-            ),
+            profile=namespace("user:profile", profile_codec, profile),
+            profile_by_telegram=namespace("user:telegram", profile_codec, profile),
             # v2: the newest messages only, each with its seq (v1 held the whole list).
             conversation=namespace(
-                "conversation", config.ttl_conversation, ModelCodec(ConversationPublic), version=2
+                "conversation", ModelCodec(ConversationPublic), conversation, version=2
             ),
             recent_conversations=namespace(
-                "conversation:recent",
-                config.ttl_conversation,
-                ModelCodec(list[ConversationSummary]),
+                "conversation:recent", ModelCodec(list[ConversationSummary]), conversation
             ),
-            auth_token=namespace(
-                "auth:token",
-                config.ttl_auth,
-                ModelCodec(AuthIdentity),
-                local=config.local_ttl_auth,
-                secret_keys=True,
-            ),
-            auth_session=namespace(
-                "auth:session",
-                config.ttl_auth,
-                ModelCodec(SessionState),
-                local=config.local_ttl_auth,
-            ),
-            session=namespace("session", config.ttl_session, ModelCodec(SessionRecord)),
+            auth_token=namespace("auth:token", ModelCodec(AuthIdentity), auth, secret_keys=True),
+            auth_session=namespace("auth:session", ModelCodec(SessionState), auth),
+            session=namespace("session", ModelCodec(SessionRecord), session),
             # Per owner: session id -> {"bytes", "expires_at"}, for the per-user limits.
-            session_index=namespace("session:index", config.ttl_session, JsonCodec()),
-            menu=namespace(
-                "menu",
-                config.ttl_menu,
-                ModelCodec(MenuPublic),
-                local=config.local_ttl_menu,
-                stale=True,
-            ),
-            menu_context=namespace(
-                "menu:context",
-                config.ttl_menu,
-                ModelCodec(str),
-                local=config.local_ttl_menu,
-                stale=True,
-            ),
-            analytics_today=namespace(
-                "analytics:today", config.ttl_analytics, ModelCodec(TodayMetrics), stale=True
-            ),
-            analytics_top=namespace(
-                "analytics:top", config.ttl_analytics, ModelCodec(list[TopProduct]), stale=True
-            ),
+            session_index=namespace("session:index", JsonCodec(), session),
+            menu=namespace("menu", ModelCodec(MenuPublic), menu),
+            menu_context=namespace("menu:context", ModelCodec(str), menu),
+            analytics_today=namespace("analytics:today", ModelCodec(TodayMetrics), analytics),
+            analytics_top=namespace("analytics:top", ModelCodec(list[TopProduct]), analytics),
         )
 
     def all(self) -> list[Namespace[Any]]:

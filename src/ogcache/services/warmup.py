@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ogcache.cache import MISSING, Cache
+from ogcache.cache import MISSING, CacheLike
 from ogcache.services.analytics import AnalyticsService
 from ogcache.services.conversations import ConversationService
 from ogcache.services.menu import MenuService
@@ -31,7 +31,7 @@ class WarmupService:
     def __init__(
         self,
         *,
-        cache: Cache,
+        cache: CacheLike,
         menu: MenuService,
         analytics: AnalyticsService,
         profiles: ProfileService,

@@ -10,7 +10,10 @@ from pathlib import Path
 import pytest
 
 from ogcache.cache import MISSING, BackendBusyError, BackendError, Cache, Namespace, RedisBackend
+from ogcache.cache.backend import BackendOptions
 from ogcache.cache.backends.redis import escape_glob
+from ogcache.cache.breaker import BreakerSettings
+from ogcache.cache.policy import Policy
 from tests.conftest import unique_prefix
 from tests.support.redis_commands import counting_connection_class
 from tests.support.servers import RedisProcess, free_port, start_redis
@@ -77,8 +80,8 @@ async def test_clear_prefix_scans_in_batches_across_many_keys(redis_url: str) ->
 
 
 async def test_count_keys_stops_at_its_bound(redis_url: str) -> None:
-    backend = RedisBackend(redis_url, scan_batch=10)
-    cache = Cache(backend, prefix=unique_prefix(), key_count_limit=10)
+    backend = RedisBackend(redis_url, BackendOptions(scan_batch=10))
+    cache = Cache(backend, prefix=unique_prefix(), policy=Policy(key_count_limit=10))
     try:
         await cache.set_many(ITEMS, {str(i): i for i in range(100)})
         counted = await cache.count_keys()
@@ -96,7 +99,8 @@ async def test_a_thousand_concurrent_misses_wait_for_the_pool_instead_of_failing
     # about how long a busy machine (a starved event loop) takes to serve 1,000 calls
     # through 8 connections.
     backend = RedisBackend(
-        redis_url, max_connections=8, pool_timeout=30, timeout=10, connect_timeout=10
+        redis_url,
+        BackendOptions(max_connections=8, pool_timeout=30, timeout=10, connect_timeout=10),
     )
     cache = Cache(backend, prefix=unique_prefix())
     loads = 0
@@ -123,7 +127,7 @@ async def test_a_new_connection_sends_nothing_before_its_first_command(redis_url
     command (a burst opening connections to a Redis far away waited for them)."""
     backend = RedisBackend(redis_url)
     try:
-        info = await backend._client.client_info()
+        info = await backend.client.client_info()
     finally:
         await backend.close()
     assert info["resp"] == "2"
@@ -136,10 +140,10 @@ async def test_a_full_pool_fails_after_pool_timeout_and_does_not_open_the_circui
 ) -> None:
     """A burst that finds every connection busy is this process's overload, not a failed
     Redis: the call fails (the data path degrades to a miss) and the breaker stays closed."""
-    backend = RedisBackend(redis_url, max_connections=1, pool_timeout=0.1)
-    cache = Cache(backend, prefix=unique_prefix(), failure_threshold=1)
+    backend = RedisBackend(redis_url, BackendOptions(max_connections=1, pool_timeout=0.1))
+    cache = Cache(backend, prefix=unique_prefix(), breaker=BreakerSettings(failure_threshold=1))
     await cache.ping()
-    held = await backend._pool.get_connection()
+    held = await backend.pool.get_connection()
     try:
         started = time.monotonic()
         with pytest.raises(BackendBusyError, match=r"pool_timeout=0\.1"):
@@ -147,13 +151,14 @@ async def test_a_full_pool_fails_after_pool_timeout_and_does_not_open_the_circui
         assert 0.09 < time.monotonic() - started < 1
         assert await cache.get(ITEMS, "k") is MISSING  # degraded to a miss
         assert cache.stats()["item"].errors == 1
-        assert cache.backend.breaker.state.value == "closed"
-        await backend._pool.release(held)
+        assert (breaker := cache.breaker_stats()) is not None
+        assert breaker.state.value == "closed"
+        await backend.pool.release(held)
         await cache.set(ITEMS, "k", 1)
         assert await cache.get(ITEMS, "k") == 1
         await cache.clear()
     finally:
-        await backend._pool.release(held)  # (released already: a no-op)
+        await backend.pool.release(held)  # (released already: a no-op)
         await cache.close()
 
 
@@ -174,7 +179,9 @@ async def _load() -> str:
 
 @pytest.mark.slow
 async def test_a_stopped_redis_only_makes_calls_slower(own_redis: RedisProcess) -> None:
-    cache = Cache(RedisBackend(own_redis.url, timeout=0.2, connect_timeout=0.2), prefix="t")
+    cache = Cache(
+        RedisBackend(own_redis.url, BackendOptions(timeout=0.2, connect_timeout=0.2)), prefix="t"
+    )
     await cache.set(ITEMS, "k", "cached")
     assert await cache.get_or_load(ITEMS, "k", _load) == "cached"
 
@@ -197,7 +204,9 @@ async def test_a_stopped_redis_only_makes_calls_slower(own_redis: RedisProcess) 
 
 @pytest.mark.slow
 async def test_a_hung_redis_is_bounded_by_the_call_timeout(own_redis: RedisProcess) -> None:
-    cache = Cache(RedisBackend(own_redis.url, timeout=0.2, connect_timeout=0.2), prefix="t")
+    cache = Cache(
+        RedisBackend(own_redis.url, BackendOptions(timeout=0.2, connect_timeout=0.2)), prefix="t"
+    )
     await cache.ping()
     own_redis.pause()
     try:
@@ -233,7 +242,9 @@ async def test_administrative_calls_raise_when_redis_is_unreachable() -> None:
 
 @pytest.mark.slow
 async def test_the_cache_recovers_when_redis_comes_back(own_redis: RedisProcess) -> None:
-    cache = Cache(RedisBackend(own_redis.url, timeout=0.2, connect_timeout=0.2), prefix="t")
+    cache = Cache(
+        RedisBackend(own_redis.url, BackendOptions(timeout=0.2, connect_timeout=0.2)), prefix="t"
+    )
     await cache.ping()
     port, directory = own_redis.port, own_redis.directory
     own_redis.stop()

@@ -22,8 +22,10 @@ from ogcache.cache import (
     Cache,
     CacheConfigurationError,
     Namespace,
+    Policy,
     create_backend,
 )
+from ogcache.cache.backend import BackendOptions
 from ogcache.cache.backends.redis_cluster import RedisClusterBackend, parse_cluster_url
 from tests.conftest import unique_prefix
 from tests.support.cluster import RedisClusterProcesses, start_cluster
@@ -85,9 +87,9 @@ async def test_a_new_connection_sends_nothing_before_its_first_command(
     cluster_cache: Cache,
 ) -> None:
     """As on a single node (no HELLO, no CLIENT SETINFO): a round trip each, per node."""
-    backend = cluster_cache.backend.inner
+    backend = cluster_cache.backend
     assert isinstance(backend, RedisClusterBackend)
-    info = await backend._client.client_info()
+    info = await backend.client.client_info()
     assert info["resp"] == "2"
     assert info.get("lib-name", "") == ""
 
@@ -164,9 +166,10 @@ async def test_count_keys_stops_at_its_bound_across_primaries(
     redis_cluster: RedisClusterProcesses,
 ) -> None:
     cache = Cache(
-        RedisClusterBackend(redis_cluster.url, scan_batch=10), prefix=unique_prefix(),
-        key_count_limit=10,
-    )  # fmt: skip
+        RedisClusterBackend(redis_cluster.url, BackendOptions(scan_batch=10)),
+        prefix=unique_prefix(),
+        policy=Policy(key_count_limit=10),
+    )
     try:
         await cache.set_many(ITEMS, {str(i): i for i in range(100)})
         counted = await cache.count_keys()
@@ -266,7 +269,8 @@ async def test_a_thousand_concurrent_misses_wait_for_a_connection_instead_of_fai
 ) -> None:
     # Timeouts far above the burst's length: the test is about waiting (see test_redis).
     backend = RedisClusterBackend(
-        redis_cluster.url, max_connections=4, pool_timeout=30, timeout=10, connect_timeout=10
+        redis_cluster.url,
+        BackendOptions(max_connections=4, pool_timeout=30, timeout=10, connect_timeout=10),
     )
     cache = Cache(backend, prefix=unique_prefix())
 
@@ -288,9 +292,11 @@ async def test_a_thousand_concurrent_misses_wait_for_a_connection_instead_of_fai
 async def test_a_full_pool_fails_after_pool_timeout_not_at_once(
     redis_cluster: RedisClusterProcesses,
 ) -> None:
-    backend = RedisClusterBackend(redis_cluster.url, max_connections=1, pool_timeout=0.1)
+    backend = RedisClusterBackend(
+        redis_cluster.url, BackendOptions(max_connections=1, pool_timeout=0.1)
+    )
     await backend.ping()
-    async with backend._call("hold the only connection"):
+    async with backend.call("hold the only connection"):
         started = time.monotonic()
         with pytest.raises(BackendBusyError, match="pool_timeout"):
             await backend.get("k")
@@ -333,7 +339,7 @@ async def test_the_cluster_schemes_mean_the_cluster_backend() -> None:
         assert isinstance(backend, RedisClusterBackend)
         await backend.close()
     with pytest.raises(CacheConfigurationError, match="timeout"):
-        RedisClusterBackend("redis+cluster://h:1", timeout=0)
+        RedisClusterBackend("redis+cluster://h:1", BackendOptions(timeout=0))
 
 
 async def _load() -> str:
@@ -365,8 +371,8 @@ def own_cluster(tmp_path: Path) -> Iterator[RedisClusterProcesses]:
 async def test_a_stopped_primary_fails_only_its_own_keys_and_briefly(
     own_cluster: RedisClusterProcesses,
 ) -> None:
-    backend = RedisClusterBackend(own_cluster.url, timeout=0.2, connect_timeout=0.2)
-    cache = Cache(backend, prefix="t", failure_threshold=1000)  # count errors, never skip
+    backend = RedisClusterBackend(own_cluster.url, BackendOptions(timeout=0.2, connect_timeout=0.2))
+    cache = Cache(backend, prefix="t", breaker=None)  # count errors, never skip
     ids = [str(i) for i in range(60)]
     await cache.set_many(ITEMS, dict.fromkeys(ids, "cached"))
     by_node = owners(own_cluster, [cache.full_key(ITEMS, i) for i in ids])

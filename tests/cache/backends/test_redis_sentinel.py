@@ -24,8 +24,9 @@ from redis.asyncio import Redis
 from redis.asyncio.sentinel import SentinelManagedSSLConnection
 
 from ogcache.cache import BackendError, Cache, CacheConfigurationError, Namespace, create_backend
+from ogcache.cache.backend import BackendOptions
 from ogcache.cache.backends.redis_sentinel import RedisSentinelBackend, parse_sentinel_url
-from ogcache.cache.breaker import BreakerState
+from ogcache.cache.breaker import BreakerSettings, BreakerState
 from tests.conftest import unique_prefix
 from tests.support.servers import (
     RedisProcess,
@@ -62,7 +63,7 @@ def test_the_url_names_sentinels_service_and_database() -> None:
 
 async def test_tls_urls_use_sentinel_managed_tls_connections() -> None:
     backend = RedisSentinelBackend("rediss+sentinel://127.0.0.1/svc")
-    assert backend._pool.connection_class is SentinelManagedSSLConnection
+    assert backend.pool.connection_class is SentinelManagedSSLConnection
     await backend.close()
 
 
@@ -219,7 +220,7 @@ async def test_round_trips_through_sentinel(sentinel_set: SentinelSet) -> None:
                 assert names.count(CLIENT_NAME) == expected
         await backend.set("t:direct", b"d", 60)
         # The pool is bounded and blocking: more concurrent calls than connections wait.
-        bounded = RedisSentinelBackend(sentinel_set.url, max_connections=2)
+        bounded = RedisSentinelBackend(sentinel_set.url, BackendOptions(max_connections=2))
         try:
             results = await asyncio.gather(*(bounded.get("t:direct") for _ in range(200)))
             assert results == [b"d"] * 200
@@ -294,10 +295,11 @@ async def _failover_under_load(servers: SentinelSet, how: str) -> tuple[Load, Ca
     """Fail over (``SENTINEL FAILOVER`` or a killed primary) under load; a summary line."""
     cache = Cache(
         RedisSentinelBackend(
-            f"{servers.url}?client_name={CLIENT_NAME}", timeout=0.3, connect_timeout=0.3
+            f"{servers.url}?client_name={CLIENT_NAME}",
+            BackendOptions(timeout=0.3, connect_timeout=0.3),
         ),
         prefix=unique_prefix(),
-        cool_down=0.5,
+        breaker=BreakerSettings(cool_down=0.5),
     )
     old = servers.primary.port
     assert await servers.primary_port() == old
@@ -340,7 +342,8 @@ async def _failover_under_load(servers: SentinelSet, how: str) -> tuple[Load, Ca
     async with servers.client(new) as primary:  # written to the new primary (the old replica)
         assert (await primary.execute_command("ROLE"))[0] == b"master"
         assert await primary.exists(cache.full_key(ITEMS, "after"))
-    stats, breaker = cache.stats()["item"], cache.backend.stats()
+    stats, breaker = cache.stats()["item"], cache.breaker_stats()
+    assert breaker is not None
     summary = (
         f"{how}: {load.calls} calls in {time.monotonic() - started + 1:.1f} s, "
         f"{len(load.failures)} failed, {load.not_stored} writes not stored; backend errors "
@@ -365,7 +368,8 @@ async def test_sentinel_failover_mid_load_fails_no_calls(
     # A planned failover costs nothing: calls in flight finish on the old primary, the next
     # ones go to the new one.
     assert cache.stats()["item"].errors == 0, summary
-    assert cache.backend.stats().trips == 0, summary
+    assert (breaker := cache.breaker_stats()) is not None
+    assert breaker.trips == 0, summary
     assert load.not_stored == 0, summary
 
 
@@ -379,7 +383,8 @@ async def test_a_killed_primary_mid_load_fails_no_calls(
     # Until the sentinel promotes the replica there is no primary: calls are served by the
     # loader (a few errors, then the breaker opens), none fails; then the breaker closes.
     assert cache.stats()["item"].errors > 0, summary
-    assert cache.backend.stats().state is BreakerState.CLOSED, summary
+    assert (breaker := cache.breaker_stats()) is not None
+    assert breaker.state is BreakerState.CLOSED, summary
 
 
 # --- the in-process tier across a failover ----------------------------------------------------
@@ -404,8 +409,12 @@ async def test_the_in_process_tier_follows_the_primary_across_a_failover(
     """After a failover, an invalidation made on the new primary still reaches another
     process's tier: its feed moved to the new primary (emptying the tier on the way)."""
     prefix = unique_prefix()
-    writer = Cache(RedisSentinelBackend(sentinel_set.url, timeout=0.3), prefix=prefix)
-    reader = Cache(RedisSentinelBackend(sentinel_set.url, timeout=0.3), prefix=prefix)
+    writer = Cache(
+        RedisSentinelBackend(sentinel_set.url, BackendOptions(timeout=0.3)), prefix=prefix
+    )
+    reader = Cache(
+        RedisSentinelBackend(sentinel_set.url, BackendOptions(timeout=0.3)), prefix=prefix
+    )
     try:
         first = {"v": "1"}
         await writer.set(LOCAL, "k", first)
@@ -432,11 +441,11 @@ async def test_the_in_process_tier_follows_the_primary_across_a_failover(
         started = time.monotonic()
 
         async def gone() -> bool:
-            return len(reader._local) == 0
+            return len(reader.l1.tier) == 0
 
         await _eventually(gone, "the invalidation to reach the reader")
         assert time.monotonic() - started < 1.0
-        feed = reader._feed
+        feed = reader.l1.feed
         assert feed is not None
         assert feed.reconnects >= 1  # type: ignore[attr-defined]
     finally:

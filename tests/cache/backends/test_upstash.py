@@ -23,6 +23,7 @@ from ogcache.cache import (
     Cache,
     CacheConfigurationError,
     Namespace,
+    Policy,
 )
 from ogcache.cache.backends import create_upstash_backend
 from ogcache.cache.backends.upstash import UpstashBackend
@@ -156,8 +157,8 @@ async def test_clear_prefix_pipelines_each_unlink_with_the_next_scan(
 
 
 async def test_count_keys_stops_at_its_bound(gateway: UpstashGateway) -> None:
-    backend = UpstashBackend(gateway.url, gateway.token, scan_batch=10)
-    cache = Cache(backend, prefix=unique_prefix(), key_count_limit=10)
+    backend = UpstashBackend(gateway.url, gateway.token, BackendOptions(scan_batch=10))
+    cache = Cache(backend, prefix=unique_prefix(), policy=Policy(key_count_limit=10))
     try:
         await cache.set_many(ITEMS, {str(i): i for i in range(100)})
         counted = await cache.count_keys()
@@ -313,7 +314,7 @@ def own_gateway(redis_url: str) -> Iterator[UpstashGateway]:
 
 
 async def test_a_hung_gateway_is_bounded_by_the_timeout(own_gateway: UpstashGateway) -> None:
-    backend = UpstashBackend(own_gateway.url, own_gateway.token, timeout=0.2)
+    backend = UpstashBackend(own_gateway.url, own_gateway.token, BackendOptions(timeout=0.2))
     cache = Cache(backend, prefix="t")
     await cache.ping()
     own_gateway.delay = 1.0
@@ -408,11 +409,11 @@ def test_bad_configuration_is_rejected(
     url: str, token: str, options: dict[str, float], message: str
 ) -> None:
     with pytest.raises(CacheConfigurationError, match=message):
-        UpstashBackend(url, token, **options)  # type: ignore[arg-type]
+        UpstashBackend(url, token, BackendOptions(**options))  # type: ignore[arg-type]
 
 
 async def test_concurrent_requests_share_a_bounded_pool(gateway: UpstashGateway) -> None:
-    backend = UpstashBackend(gateway.url, gateway.token, max_connections=4)
+    backend = UpstashBackend(gateway.url, gateway.token, BackendOptions(max_connections=4))
     cache = Cache(backend, prefix=unique_prefix())
     try:
         await cache.set(ITEMS, "k", 1)

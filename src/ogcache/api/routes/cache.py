@@ -15,7 +15,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from ogcache.api.deps import AdminDep, IsAdminDep, RuntimeDep
 from ogcache.api.errors import BadRequestRoute
-from ogcache.cache import CacheReport
+from ogcache.cache import CacheReport, NamespaceStatsSnapshot
+from ogcache.cache.local import LocalStats
 from ogcache.errors import InvalidInputError
 
 ActionName = Literal["warmup", "warmup-menu", "clear", "clear-prefix"]
@@ -77,28 +78,16 @@ class CacheActionResult(BaseModel):
 
 def report_json(report: CacheReport) -> dict[str, Any]:
     """The statistics in the original API's shape, with ours added."""
-    namespaces = {
-        name: {
-            "hits": stats.hits,
-            "localHits": stats.local_hits,
-            "misses": stats.misses,
-            "hitRate": stats.hit_rate,
-            "loads": stats.loads,
-            "loadErrors": stats.load_errors,
-            "errors": stats.errors,
-            "invalidations": stats.invalidations,
-            "latencyMs": {
-                "mean": stats.operation_latency.mean_ms,
-                "p50": stats.operation_latency.p50_ms,
-                "p99": stats.operation_latency.p99_ms,
-            },
-            "loadLatencyMs": {
-                "mean": stats.load_latency.mean_ms,
-                "p99": stats.load_latency.p99_ms,
-            },
-        }
-        for name, stats in report.namespaces.items()
+    return {
+        "available": report.available,
+        "backend": report.backend,
+        "prefix": report.prefix,
+        "stats": _stats_json(report),
     }
+
+
+def _stats_json(report: CacheReport) -> dict[str, Any]:
+    """The original's ``stats`` object; the optional sections only when the cache has them."""
     hits = sum(s.hits for s in report.namespaces.values())
     lookups = hits + sum(s.misses for s in report.namespaces.values())
     stats: dict[str, Any] = {
@@ -107,7 +96,9 @@ def report_json(report: CacheReport) -> dict[str, Any]:
         "totalKeysComplete": report.keys.complete if report.keys else None,
         "measuredSecondsAgo": round(report.age, 3),
         "hitRate": hits / lookups if lookups else None,
-        "namespaces": namespaces,
+        "namespaces": {
+            name: _namespace_json(snapshot) for name, snapshot in report.namespaces.items()
+        },
     }
     if report.info is not None:
         stats["memory"] = {
@@ -123,22 +114,43 @@ def report_json(report: CacheReport) -> dict[str, Any]:
             "pendingInvalidations": report.breaker.pending_invalidations,
         }
     if report.local is not None:
-        stats["local"] = {
-            "live": report.local_live,
-            "entries": report.local.entries,
-            "bytes": report.local.bytes,
-            "maxEntries": report.local.max_entries,
-            "maxBytes": report.local.max_bytes,
-            "evictions": report.local.evictions,
-            "flushes": report.local.flushes,
-        }
+        stats["local"] = _local_json(report.local, live=report.local_live)
     if report.error:
         stats["error"] = report.error
+    return stats
+
+
+def _namespace_json(stats: NamespaceStatsSnapshot) -> dict[str, Any]:
     return {
-        "available": report.available,
-        "backend": report.backend,
-        "prefix": report.prefix,
-        "stats": stats,
+        "hits": stats.hits,
+        "localHits": stats.local_hits,
+        "misses": stats.misses,
+        "hitRate": stats.hit_rate,
+        "loads": stats.loads,
+        "loadErrors": stats.load_errors,
+        "errors": stats.errors,
+        "invalidations": stats.invalidations,
+        "latencyMs": {
+            "mean": stats.operation_latency.mean_ms,
+            "p50": stats.operation_latency.p50_ms,
+            "p99": stats.operation_latency.p99_ms,
+        },
+        "loadLatencyMs": {
+            "mean": stats.load_latency.mean_ms,
+            "p99": stats.load_latency.p99_ms,
+        },
+    }
+
+
+def _local_json(local: LocalStats, *, live: bool | None) -> dict[str, Any]:
+    return {
+        "live": live,
+        "entries": local.entries,
+        "bytes": local.bytes,
+        "maxEntries": local.max_entries,
+        "maxBytes": local.max_bytes,
+        "evictions": local.evictions,
+        "flushes": local.flushes,
     }
 
 

@@ -1,85 +1,95 @@
-"""Cache stores, one module each, chosen by URL scheme.
+"""Cache stores, one module each, chosen by URL scheme through one registry.
 
 ``memory://`` (or no URL) is the in-process store; ``redis://``, ``rediss://`` and ``unix://``
-name a Redis server. Adding a store: a module here implementing
-:class:`~ogcache.cache.backend.CacheBackend` and one line in ``_FACTORIES``.
+name a Redis server; ``redis+cluster://`` a Redis Cluster; ``redis+sentinel://`` the primary of
+a Sentinel set. Upstash's REST API has no scheme (an ``https://`` URL and a token):
+:func:`create_upstash_backend`. A store of your own::
+
+    register_backend("mystore", lambda url, options: MyStore(url, options))
+
+Factories import their store when called, so a store's driver is needed only when used.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from ogcache.cache.backend import CacheBackend
+from ogcache.cache.backend import BackendOptions, CacheBackend
 from ogcache.cache.backends.memory import MemoryBackend
 from ogcache.cache.backends.redis import RedisBackend
-from ogcache.cache.backends.upstash import UpstashBackend
 from ogcache.cache.exceptions import CacheConfigurationError
 
+if TYPE_CHECKING:
+    from ogcache.cache.backends.upstash import UpstashBackend
+
 __all__ = [
+    "BackendFactory",
     "BackendOptions",
     "MemoryBackend",
     "RedisBackend",
     "UpstashBackend",
+    "backend_schemes",
     "create_backend",
     "create_upstash_backend",
+    "register_backend",
 ]
 
-
-@dataclass(frozen=True, slots=True)
-class BackendOptions:
-    """Tuning shared by all stores; each store reads the options that apply to it."""
-
-    timeout: float = 0.5
-    connect_timeout: float = 0.5
-    max_connections: int = 64
-    pool_timeout: float = 1.0
-    memory_max_entries: int = 10_000
-    memory_max_bytes: int = 64 * 1024 * 1024
+BackendFactory = Callable[[str, BackendOptions], CacheBackend]
+"""Builds a store from its URL and the shared options."""
 
 
 def _memory(url: str, options: BackendOptions) -> CacheBackend:
     return MemoryBackend(max_entries=options.memory_max_entries, max_bytes=options.memory_max_bytes)
 
 
-def _network(options: BackendOptions) -> dict[str, Any]:
-    """The options every networked store takes."""
-    return {
-        "timeout": options.timeout,
-        "connect_timeout": options.connect_timeout,
-        "max_connections": options.max_connections,
-        "pool_timeout": options.pool_timeout,
-    }
-
-
 def _redis(url: str, options: BackendOptions) -> CacheBackend:
-    return RedisBackend(url, **_network(options))
+    return RedisBackend(url, options)
 
 
 def _redis_cluster(url: str, options: BackendOptions) -> CacheBackend:
     from ogcache.cache.backends.redis_cluster import RedisClusterBackend
 
-    return RedisClusterBackend(url, **_network(options))
+    return RedisClusterBackend(url, options)
 
 
 def _redis_sentinel(url: str, options: BackendOptions) -> CacheBackend:
     from ogcache.cache.backends.redis_sentinel import RedisSentinelBackend
 
-    return RedisSentinelBackend(url, **_network(options))
+    return RedisSentinelBackend(url, options)
 
 
-_FACTORIES: dict[str, Callable[[str, BackendOptions], CacheBackend]] = {
-    "memory": _memory,
-    "redis": _redis,
-    "rediss": _redis,
-    "unix": _redis,
-    "redis+cluster": _redis_cluster,
-    "rediss+cluster": _redis_cluster,
-    "redis+sentinel": _redis_sentinel,
-    "rediss+sentinel": _redis_sentinel,
-}
+_registry: dict[str, BackendFactory] = {}
+
+
+def register_backend(scheme: str, factory: BackendFactory) -> None:
+    """Make ``create_backend("{scheme}://...")`` call ``factory(url, options)``.
+
+    Schemes are case-insensitive; registering a scheme again replaces its factory.
+    """
+    name = scheme.lower().removesuffix("://")
+    if not name or not all(c.isalnum() or c in "+-." for c in name):
+        raise CacheConfigurationError(f"backend scheme {scheme!r} is not a URL scheme")
+    _registry[name] = factory
+
+
+def backend_schemes() -> tuple[str, ...]:
+    """The URL schemes :func:`create_backend` accepts, sorted."""
+    return tuple(sorted(_registry))
+
+
+for _scheme, _factory in (
+    ("memory", _memory),
+    ("redis", _redis),
+    ("rediss", _redis),
+    ("unix", _redis),
+    ("redis+cluster", _redis_cluster),
+    ("rediss+cluster", _redis_cluster),
+    ("redis+sentinel", _redis_sentinel),
+    ("rediss+sentinel", _redis_sentinel),
+):
+    register_backend(_scheme, _factory)
 
 
 def create_backend(url: str | None, options: BackendOptions | None = None) -> CacheBackend:
@@ -88,9 +98,9 @@ def create_backend(url: str | None, options: BackendOptions | None = None) -> Ca
     if not url:
         return _memory("memory://", options)
     scheme = urlsplit(url).scheme.lower()
-    factory = _FACTORIES.get(scheme)
+    factory = _registry.get(scheme)
     if factory is None:
-        known = ", ".join(f"{name}://" for name in sorted(_FACTORIES))
+        known = ", ".join(f"{name}://" for name in backend_schemes())
         raise CacheConfigurationError(
             f"unsupported cache URL scheme {scheme + '://' if scheme else '(none)'}; "
             f"use one of {known}"
@@ -105,4 +115,14 @@ def create_upstash_backend(
 
     Not a URL scheme: Upstash gives an ``https://`` URL and a separate token.
     """
-    return UpstashBackend(url, token, **_network(options or BackendOptions()))
+    from ogcache.cache.backends.upstash import UpstashBackend
+
+    return UpstashBackend(url, token, options)
+
+
+def __getattr__(name: str) -> Any:
+    if name == "UpstashBackend":  # imported on first use: it needs httpx (ogcache[upstash])
+        from ogcache.cache.backends.upstash import UpstashBackend
+
+        return UpstashBackend
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -21,7 +21,7 @@ from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisClusterException, RedisError
 
-from ogcache.cache.backend import BackendInfo, KeyCount
+from ogcache.cache.backend import BackendInfo, BackendOptions, KeyCount
 from ogcache.cache.backends.redis_pool import LEAN_HANDSHAKE, BoundedConnectionPool
 from ogcache.cache.backends.redis_tracking import ConnectionFactory, RedisTrackingFeed, resp2
 from ogcache.cache.exceptions import BackendError, CacheConfigurationError
@@ -78,23 +78,11 @@ class RedisBackend:
     def __init__(
         self,
         url: str,
+        options: BackendOptions | None = None,
         *,
-        timeout: float = 0.5,
-        connect_timeout: float = 0.5,
-        max_connections: int = 64,
-        pool_timeout: float = 1.0,
-        scan_batch: int = 1000,
         connection_class: type[AbstractConnection] | None = None,
     ) -> None:
-        for option, value in (
-            ("timeout", timeout),
-            ("connect_timeout", connect_timeout),
-            ("pool_timeout", pool_timeout),
-        ):
-            if not value > 0:
-                raise CacheConfigurationError(f"redis backend: {option} must be > 0 seconds")
-        if max_connections < 1:
-            raise CacheConfigurationError("redis backend: max_connections must be >= 1")
+        options = options or BackendOptions()
         extra: dict[str, Any] = {}
         if connection_class is not None:
             extra["connection_class"] = connection_class
@@ -102,10 +90,10 @@ class RedisBackend:
             pool = self._connection_pool(
                 url,
                 **LEAN_HANDSHAKE,
-                max_connections=max_connections,
-                timeout=pool_timeout,
-                socket_timeout=timeout,
-                socket_connect_timeout=connect_timeout,
+                max_connections=options.max_connections,
+                timeout=options.pool_timeout,
+                socket_timeout=options.timeout,
+                socket_connect_timeout=options.connect_timeout,
                 retry=Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,)),
                 **extra,
             )
@@ -113,9 +101,19 @@ class RedisBackend:
             raise CacheConfigurationError(f"{self.name} backend: invalid URL: {exc}") from exc
         self._pool = pool
         self._client: Redis = Redis(connection_pool=pool)
-        self._scan_batch = scan_batch
+        self._scan_batch = options.scan_batch
         self._add = self._client.register_script(_ADD)
         self._replace_if = self._client.register_script(_REPLACE_IF)
+
+    @property
+    def client(self) -> Redis:
+        """The redis-py client, for commands the backend does not wrap (it shares the pool)."""
+        return self._client
+
+    @property
+    def pool(self) -> BoundedConnectionPool:
+        """The bounded connection pool every call takes a connection from."""
+        return self._pool
 
     def _connection_pool(self, url: str, **options: Any) -> BoundedConnectionPool:
         """The pool for ``url``; ``options`` set its bounds, timeouts and retry policy.

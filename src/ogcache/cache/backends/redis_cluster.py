@@ -50,7 +50,7 @@ from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisClusterException
 
-from ogcache.cache.backend import BackendInfo, KeyCount
+from ogcache.cache.backend import BackendInfo, BackendOptions, KeyCount
 from ogcache.cache.backends.redis import _ADD, _REPLACE_IF, _milliseconds, _translated, escape_glob
 from ogcache.cache.backends.redis_pool import LEAN_HANDSHAKE
 from ogcache.cache.backends.redis_tracking import ConnectionFactory, RedisTrackingFeed, resp2
@@ -106,33 +106,14 @@ class RedisClusterBackend:
 
     name = "redis-cluster"
 
-    def __init__(
-        self,
-        url: str,
-        *,
-        timeout: float = 0.5,
-        connect_timeout: float = 0.5,
-        max_connections: int = 64,
-        pool_timeout: float = 1.0,
-        scan_batch: int = 1000,
-    ) -> None:
-        for option, value in (
-            ("timeout", timeout),
-            ("connect_timeout", connect_timeout),
-            ("pool_timeout", pool_timeout),
-        ):
-            if not value > 0:
-                raise CacheConfigurationError(
-                    f"redis-cluster backend: {option} must be > 0 seconds"
-                )
-        if max_connections < 1:
-            raise CacheConfigurationError("redis-cluster backend: max_connections must be >= 1")
+    def __init__(self, url: str, options: BackendOptions | None = None) -> None:
+        options = options or BackendOptions()
         nodes, url_options = parse_cluster_url(url)
-        options: dict[str, Any] = {
+        client_options: dict[str, Any] = {
             **LEAN_HANDSHAKE,
-            "max_connections": max_connections,  # per node
-            "socket_timeout": timeout,
-            "socket_connect_timeout": connect_timeout,
+            "max_connections": options.max_connections,  # per node
+            "socket_timeout": options.timeout,
+            "socket_connect_timeout": options.connect_timeout,
             # No retries (redis-py's default: ten, with backoff). A failed call marks the layout
             # for refresh, so the next call finds a failed-over or restarted primary. A retried
             # pipeline would first close every connection to every node and sleep 0.25 s:
@@ -145,19 +126,24 @@ class RedisClusterBackend:
         }
         try:
             self._client = RedisCluster(
-                startup_nodes=[ClusterNode(host, port) for host, port in nodes], **options
+                startup_nodes=[ClusterNode(host, port) for host, port in nodes], **client_options
             )
         except (TypeError, ValueError, RedisClusterException) as exc:
             raise CacheConfigurationError(f"redis-cluster backend: invalid URL: {exc}") from exc
         self._nodes = nodes
-        self._slots = asyncio.Semaphore(max_connections)
-        self._pool_timeout = pool_timeout
-        self._scan_batch = scan_batch
+        self._slots = asyncio.Semaphore(options.max_connections)
+        self._pool_timeout = options.pool_timeout
+        self._scan_batch = options.scan_batch
         self._add = self._client.register_script(_ADD)
         self._replace_if = self._client.register_script(_REPLACE_IF)
 
+    @property
+    def client(self) -> RedisCluster:
+        """The redis-py cluster client, for commands the backend does not wrap."""
+        return self._client
+
     @asynccontextmanager
-    async def _call(self, operation: str) -> AsyncIterator[None]:
+    async def call(self, operation: str) -> AsyncIterator[None]:
         """One call: wait (bounded) for a free connection slot; translate errors."""
         with _translated(operation):
             if self._slots.locked():
@@ -184,30 +170,30 @@ class RedisClusterBackend:
                 self._slots.release()
 
     async def get(self, key: str) -> bytes | None:
-        async with self._call("GET"):
+        async with self.call("GET"):
             return cast("bytes | None", await self._client.get(key))
 
     async def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
         if not keys:
             return []
-        async with self._call("MGET (per slot, pipeline per node)"):
+        async with self.call("MGET (per slot, pipeline per node)"):
             return cast("list[bytes | None]", await self._client.mget_nonatomic(list(keys)))
 
     async def set(self, key: str, value: bytes, ttl: float) -> None:
-        async with self._call("SET"):
+        async with self.call("SET"):
             await self._client.set(key, value, px=_milliseconds(ttl))
 
     async def set_many(self, items: Sequence[tuple[str, bytes, float]]) -> None:
         if not items:
             return
-        async with self._call("SET (pipeline per node)"):
+        async with self.call("SET (pipeline per node)"):
             pipe = self._client.pipeline()
             for key, value, ttl in items:
                 pipe.set(key, value, px=_milliseconds(ttl))
             await pipe.execute()
 
     async def add(self, key: str, value: bytes, ttl: float) -> bytes | None:
-        async with self._call("add (Lua)"):
+        async with self.call("add (Lua)"):
             existing = await self._add(keys=[key], args=[value, _milliseconds(ttl)])
             return cast("bytes | None", existing)
 
@@ -216,20 +202,20 @@ class RedisClusterBackend:
     ) -> bool:
         if not expected:
             return False  # an empty comparison would match anything
-        async with self._call("replace_if (Lua)"):
+        async with self.call("replace_if (Lua)"):
             replaced = await self._replace_if(
                 keys=[key], args=[expected, offset, value or b"", _milliseconds(ttl)]
             )
             return bool(replaced)
 
     async def delete(self, key: str) -> bool:
-        async with self._call("UNLINK"):
+        async with self.call("UNLINK"):
             return bool(await self._client.execute_command("UNLINK", key))
 
     async def delete_many(self, keys: Sequence[str]) -> int:
         if not keys:
             return 0
-        async with self._call("UNLINK (per slot, pipeline per node)"):
+        async with self.call("UNLINK (per slot, pipeline per node)"):
             return await self._client.unlink(*keys)
 
     async def delete_prefix(self, prefix: str) -> int:
@@ -245,14 +231,14 @@ class RedisClusterBackend:
                 if cursor == 0:
                     return deleted
 
-        async with self._call("SCAN/UNLINK on every primary"):
+        async with self.call("SCAN/UNLINK on every primary"):
             return sum(await self._on_every_primary(on))
 
     async def count_prefix(self, prefix: str, limit: int) -> KeyCount:
         pattern = escape_glob(prefix) + "*"
         count = 0
         examined = 0
-        async with self._call("SCAN on every primary"):
+        async with self.call("SCAN on every primary"):
             primaries = self._client.get_primaries()
             for index, node in enumerate(primaries):
                 cursor = 0
@@ -272,7 +258,7 @@ class RedisClusterBackend:
         async def on(node: ClusterNode) -> dict[str, Any]:
             return await self._client.info("memory", target_nodes=node)
 
-        async with self._call("INFO memory on every primary"):
+        async with self.call("INFO memory on every primary"):
             memories = await self._on_every_primary(on)
         limits = [int(memory.get("maxmemory", 0)) for memory in memories]
         policies = {str(memory.get("maxmemory_policy", "")) for memory in memories}
@@ -299,7 +285,7 @@ class RedisClusterBackend:
         async def on(node: ClusterNode) -> None:
             await self._client.ping(target_nodes=node)
 
-        async with self._call("PING every primary"):
+        async with self.call("PING every primary"):
             await self._on_every_primary(on)
 
     async def close(self) -> None:

@@ -37,10 +37,15 @@ from collections.abc import Sequence
 from typing import Any, Final
 from urllib.parse import urlsplit
 
-import httpx
+try:
+    import httpx
+except ModuleNotFoundError as exc:  # an optional dependency of the engine
+    raise ModuleNotFoundError(
+        "the Upstash backend needs httpx: pip install 'ogcache[upstash]'", name=exc.name
+    ) from exc
 import orjson
 
-from ogcache.cache.backend import BackendInfo, KeyCount
+from ogcache.cache.backend import BackendInfo, BackendOptions, KeyCount
 from ogcache.cache.backends.redis import _ADD, _REPLACE_IF, _milliseconds, escape_glob
 from ogcache.cache.exceptions import BackendError, CacheConfigurationError
 
@@ -173,23 +178,11 @@ class UpstashBackend:
         self,
         url: str,
         token: str,
+        options: BackendOptions | None = None,
         *,
-        timeout: float = 0.5,
-        connect_timeout: float = 0.5,
-        max_connections: int = 64,
-        pool_timeout: float = 1.0,
-        scan_batch: int = 1000,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
-        for option, number in (
-            ("timeout", timeout),
-            ("connect_timeout", connect_timeout),
-            ("pool_timeout", pool_timeout),
-        ):
-            if not number > 0:
-                raise CacheConfigurationError(f"upstash backend: {option} must be > 0 seconds")
-        if max_connections < 1:
-            raise CacheConfigurationError("upstash backend: max_connections must be >= 1")
+        options = options or BackendOptions()
         parts = urlsplit(url)
         if parts.scheme not in ("https", "http") or not parts.hostname:
             raise CacheConfigurationError(
@@ -208,13 +201,16 @@ class UpstashBackend:
         self._url = url.rstrip("/")
         self._host = parts.hostname if parts.port is None else f"{parts.hostname}:{parts.port}"
         self._token = token
-        self._scan_batch = scan_batch
+        self._scan_batch = options.scan_batch
         self._sync_token: str | None = None
         self._client = httpx.AsyncClient(
             headers={"Authorization": f"Bearer {token}", **_HEADERS_BASE64},
-            timeout=httpx.Timeout(timeout, connect=connect_timeout, pool=pool_timeout),
+            timeout=httpx.Timeout(
+                options.timeout, connect=options.connect_timeout, pool=options.pool_timeout
+            ),
             limits=httpx.Limits(
-                max_connections=max_connections, max_keepalive_connections=max_connections
+                max_connections=options.max_connections,
+                max_keepalive_connections=options.max_connections,
             ),
             follow_redirects=False,
             trust_env=False,

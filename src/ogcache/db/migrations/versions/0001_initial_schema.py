@@ -29,6 +29,15 @@ def timestamp(name: str, *, nullable: bool = False) -> sa.Column[datetime]:
 
 
 def upgrade() -> None:
+    _create_user_profiles()
+    _create_conversations()
+    _create_menu_items()
+    _create_auth_sessions()
+    _create_agent_events()
+
+
+def _create_user_profiles() -> None:
+    """One row per user; the others refer to it by ``id`` or ``user_id``."""
     op.create_table(
         "user_profiles",
         sa.Column("id", sa.Uuid(), nullable=False),
@@ -55,6 +64,9 @@ def upgrade() -> None:
     )
     op.create_index(op.f("ix_user_profiles_last_visit"), "user_profiles", ["last_visit"])
 
+
+def _create_conversations() -> None:
+    """A user's conversations, with their messages inline (0002 moves them out)."""
     op.create_table(
         "conversations",
         sa.Column("id", sa.Uuid(), nullable=False),
@@ -84,6 +96,9 @@ def upgrade() -> None:
         ["user_profile_id", "started_at"],
     )
 
+
+def _create_menu_items() -> None:
+    """The menu, read in category then sort order."""
     op.create_table(
         "menu_items",
         sa.Column("id", sa.Integer(), autoincrement=True, nullable=False),
@@ -108,6 +123,9 @@ def upgrade() -> None:
     )
     op.create_index("ix_menu_items_category_sort_order", "menu_items", ["category", "sort_order"])
 
+
+def _create_auth_sessions() -> None:
+    """Sign-in sessions, revocable; they go with their user."""
     op.create_table(
         "auth_sessions",
         sa.Column("id", sa.Uuid(), nullable=False),
@@ -124,6 +142,9 @@ def upgrade() -> None:
     )
     op.create_index(op.f("ix_auth_sessions_user_id"), "auth_sessions", ["user_id"])
 
+
+def _create_agent_events() -> None:
+    """What the agent did, for the analytics; kept when the user or conversation goes."""
     op.create_table(
         "agent_events",
         sa.Column(

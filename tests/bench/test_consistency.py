@@ -9,6 +9,7 @@ The longer run with a report is ``python -m bench concurrency`` (see ``bench/REA
 from __future__ import annotations
 
 import pytest
+
 from bench.consistency import run_checker
 from bench.stampede import run_stampede
 
