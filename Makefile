@@ -48,12 +48,12 @@ pytest: install
 
 test: lint typecheck pytest
 
-# The inner loop, in 4 processes: the engine's tests over memory and the local Redis, and the
+# The inner loop, in 3 processes: the engine's tests over memory and the local Redis, and the
 # services' over the local PostgreSQL + Redis. Not the slow fault tests, the stores the suite
 # starts itself (Cluster, Sentinel, the Upstash gateway), SQLite, the HTTP API, migrations,
 # packaging or the benchmarks: `make test` runs those.
 FAST_TESTS := tests/cache tests/services tests/test_config.py tests/db/test_url.py
-FAST_ARGS := -n 4 -m "not slow" -k "not cluster and not sentinel and not upstash and not sqlite" \
+FAST_ARGS := -n 3 -m "not slow" -k "not cluster and not sentinel and not upstash and not sqlite" \
 	-p no:schemathesis -p no:hypothesispytest
 
 test-fast: install
