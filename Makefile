@@ -1,5 +1,7 @@
 # The same commands locally and in CI. `make run` serves the API on the embedded default
-# (SQLite + in-process cache, demo data); `make test` installs everything and runs every check.
+# (SQLite + in-process cache, demo data) with the server extra only; `make test` installs
+# everything (all extras, the dev and bench groups) and runs every check; `make test-fast` is
+# the inner loop (under a minute).
 SHELL := /bin/bash
 export UV_PYTHON_DOWNLOADS := never
 
@@ -11,21 +13,32 @@ endif
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: install run test lint typecheck pytest docs bench clean
+.PHONY: install install-server uv run test test-fast lint typecheck pytest docs bench clean
 
+uv:
+	@$(UV) --version >/dev/null 2>&1 || python3 -m pip install --quiet uv || python3 -m pip install --quiet --user uv
+
+# Everything: all extras, the dev group and the bench group (tests/bench runs the peers small).
 install: $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml uv.lock
-	@$(UV) --version >/dev/null 2>&1 || python3 -m pip install --quiet uv || python3 -m pip install --quiet --user uv
-	$(UV) sync --frozen --all-groups --python python3
+$(VENV)/.installed: pyproject.toml uv.lock | uv
+	$(UV) sync --frozen --all-extras --all-groups --python python3
 	@touch $@
 
-run: install
+# The service alone: the engine and the server extra, no dev or bench group. --inexact keeps
+# what `make install` added, so switching between `make run` and `make test` installs nothing.
+install-server: $(VENV)/.installed-server
+
+$(VENV)/.installed-server: pyproject.toml uv.lock | uv
+	$(UV) sync --frozen --extra server --no-dev --inexact --python python3
+	@touch $@
+
+run: install-server
 	$(BIN)/ogcache serve --demo
 
 lint: install
-	$(BIN)/ruff check src tests
-	$(BIN)/ruff format --check src tests
+	$(BIN)/ruff check src tests bench support
+	$(BIN)/ruff format --check src tests bench support
 
 typecheck: install
 	$(BIN)/mypy
@@ -38,6 +51,18 @@ docs: install
 	$(BIN)/mkdocs build --strict
 
 test: lint typecheck docs pytest
+
+# The inner loop, in 3 processes: the engine's tests over memory and the local Redis, and the
+# services' over the local PostgreSQL + Redis. Not the slow fault tests, the stores the suite
+# starts itself (Cluster, Sentinel, the Upstash gateway), SQLite, the HTTP API, migrations,
+# packaging or the benchmarks: `make test` runs those.
+FAST_TESTS := tests/cache tests/services tests/test_config.py tests/db/test_url.py
+FAST_ARGS := -n 3 -m "not slow" -k "not cluster and not sentinel and not upstash and not sqlite" \
+	-p no:schemathesis -p no:hypothesispytest
+
+test-fast: install
+	$(BIN)/ruff check src tests bench support
+	$(BIN)/pytest $(FAST_ARGS) $(FAST_TESTS)
 
 # The performance suite (needs PostgreSQL, Redis, wrk; about 15 minutes): bench/README.md.
 bench: install

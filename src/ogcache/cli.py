@@ -15,6 +15,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn
 from rich.table import Table
 
+from ogcache import __version__
 from ogcache.cache import BackendError, CacheError
 from ogcache.config import Settings, load_settings, redact_url
 from ogcache.errors import OgcacheError
@@ -30,6 +31,28 @@ app = typer.Typer(help="OG Lab agent backend with the ogcache cache layer.", no_
 db_app = typer.Typer(help="Database schema and demo data.", no_args_is_help=True)
 cache_app = typer.Typer(help="Inspect and clear the cache.", no_args_is_help=True)
 token_app = typer.Typer(help="Access tokens for operators and the demo.", no_args_is_help=True)
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        print(f"ogcache {__version__}")
+        raise typer.Exit
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", "-V", callback=_print_version, is_eager=True, help="Print the version."
+        ),
+    ] = False,
+) -> None:
+    # ``ogcache --version`` is answered by ogcache.entry before this module is imported; the
+    # option is here so that ``--help`` lists it and ``app`` run directly answers it too.
+    pass
+
+
 app.add_typer(db_app, name="db")
 app.add_typer(cache_app, name="cache")
 app.add_typer(token_app, name="token")

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from ogcache.cache import InvalidKeyError, Namespace
+from ogcache.cache import CacheConfigurationError, InvalidKeyError, Namespace
 
 
 def test_key_joins_parts_with_colons() -> None:
@@ -30,5 +30,5 @@ def test_namespace_names_are_validated(name: str) -> None:
     "options", [{"ttl": 0}, {"ttl": -1}, {"ttl": 1, "version": 0}, {"ttl": 1, "negative_ttl": 0}]
 )
 def test_namespace_numbers_are_validated(options: dict[str, float]) -> None:
-    with pytest.raises(InvalidKeyError):
+    with pytest.raises(CacheConfigurationError):
         Namespace("menu", **options)  # type: ignore[arg-type]

@@ -17,6 +17,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from prometheus_client import CollectorRegistry
 
+from ogcache import __version__
 from ogcache.api.errors import (
     BodySizeLimit,
     ErrorResponse,
@@ -130,7 +131,7 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
 
     app = FastAPI(
         title="OG Lab agent backend (ogcache)",
-        version="0.1.0",
+        version=__version__,
         description="Profiles, conversations, menu, auth and analytics of the OG Lab AI agent, "
         "read through the ogcache cache layer, with the cache management API.",
         lifespan=lifespan,

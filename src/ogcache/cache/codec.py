@@ -3,17 +3,20 @@
 JSON is the only wire format, so a value written by one version of the code can be inspected
 with ``redis-cli`` and never executes anything when read. :class:`JsonCodec` (orjson) stores
 plain JSON-compatible values; :class:`ModelCodec` stores any type pydantic can validate
-(models, lists of models, ``X | None``) and gives back the same type.
+(models, lists of models, ``X | None``) and gives back the same type. pydantic is imported
+only when a :class:`ModelCodec` is made, so the engine installs and imports without it.
 """
 
 from __future__ import annotations
 
-from typing import Any, Generic, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
 import orjson
-from pydantic import TypeAdapter, ValidationError
 
 from ogcache.cache.exceptions import DecodeError
+
+if TYPE_CHECKING:
+    from pydantic import TypeAdapter
 
 __all__ = ["Codec", "JsonCodec", "ModelCodec"]
 
@@ -53,11 +56,18 @@ class ModelCodec(Generic[T]):
     validation and is reported as a :class:`DecodeError`, which the cache treats as a miss.
     """
 
-    __slots__ = ("_adapter", "_type")
+    __slots__ = ("_adapter", "_invalid", "_type")
 
     def __init__(self, type_: type[T] | Any) -> None:
+        try:
+            from pydantic import TypeAdapter, ValidationError
+        except ModuleNotFoundError as exc:
+            raise ModuleNotFoundError(
+                "ModelCodec needs pydantic: pip install 'ogcache[pydantic]'", name="pydantic"
+            ) from exc
         self._type = type_
         self._adapter: TypeAdapter[T] = TypeAdapter(type_)
+        self._invalid = ValidationError
 
     def dumps(self, value: T) -> bytes:
         return self._adapter.dump_json(value)
@@ -65,7 +75,7 @@ class ModelCodec(Generic[T]):
     def loads(self, data: bytes) -> T:
         try:
             return self._adapter.validate_json(data)
-        except ValidationError as exc:
+        except self._invalid as exc:
             raise DecodeError(
                 f"cached value does not match {self._type!r}: {exc.error_count()} error(s)"
             ) from exc

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any, Final, Generic, TypeVar
 
 from ogcache.cache.codec import Codec, JsonCodec
-from ogcache.cache.exceptions import InvalidKeyError
+from ogcache.cache.exceptions import CacheConfigurationError, InvalidKeyError
 
 __all__ = ["MAX_KEY_LENGTH", "MAX_TTL", "Namespace", "validate_prefix"]
 
@@ -70,17 +70,23 @@ class Namespace(Generic[T]):
                 "'_.:-', starting and ending with a letter or digit"
             )
         if not 0 < self.ttl <= MAX_TTL:
-            raise InvalidKeyError(
+            raise CacheConfigurationError(
                 f"namespace {self.name!r}: ttl must be > 0 and at most {MAX_TTL:.0f} seconds"
             )
         if self.negative_ttl is not None and not self.negative_ttl > 0:
-            raise InvalidKeyError(f"namespace {self.name!r}: negative_ttl must be > 0 seconds")
+            raise CacheConfigurationError(
+                f"namespace {self.name!r}: negative_ttl must be > 0 seconds"
+            )
         if self.stale_ttl < 0:
-            raise InvalidKeyError(f"namespace {self.name!r}: stale_ttl must be >= 0 seconds")
+            raise CacheConfigurationError(
+                f"namespace {self.name!r}: stale_ttl must be >= 0 seconds"
+            )
         if not 0 <= self.local_ttl <= MAX_TTL:
-            raise InvalidKeyError(f"namespace {self.name!r}: local_ttl must be >= 0 seconds")
+            raise CacheConfigurationError(
+                f"namespace {self.name!r}: local_ttl must be >= 0 seconds"
+            )
         if self.version < 1:
-            raise InvalidKeyError(f"namespace {self.name!r}: version must be >= 1")
+            raise CacheConfigurationError(f"namespace {self.name!r}: version must be >= 1")
         # Built once: every lookup prepends it.
         object.__setattr__(self, "stored_prefix", f"{self.name}:v{self.version}:")
 
