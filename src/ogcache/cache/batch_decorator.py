@@ -13,14 +13,13 @@ from __future__ import annotations
 import asyncio
 import inspect
 from collections.abc import Awaitable, Callable, Hashable, Iterable, Mapping
-from typing import TYPE_CHECKING, Any, Final, Generic, TypeVar
+from typing import Any, Final, Generic, TypeVar
 
 from ogcache.cache.decorator import _name, _parse, _unsafe
 from ogcache.cache.exceptions import CacheConfigurationError, InvalidKeyError
+from ogcache.cache.missing import MISSING
 from ogcache.cache.namespace import MAX_KEY_LENGTH, Namespace
-
-if TYPE_CHECKING:
-    from ogcache.cache.cache import Cache
+from ogcache.cache.protocol import CacheLike
 
 __all__ = ["CacheManyDecorator", "CachedManyFunction", "cached_many"]
 
@@ -35,7 +34,7 @@ _IDLE_WINDOW: Final = 0.02
 
 
 def cached_many(
-    cache: Cache, namespace: Namespace[Any], *, key: str, ttl: float | None = None
+    cache: CacheLike, namespace: Namespace[Any], *, key: str, ttl: float | None = None
 ) -> CacheManyDecorator:
     """Cache a function of many ids in ``namespace``, one entry per id.
 
@@ -53,7 +52,7 @@ class CacheManyDecorator:
     __slots__ = ("_cache", "_literals", "_namespace", "_template", "_ttl")
 
     def __init__(
-        self, cache: Cache, namespace: Namespace[Any], key: str, ttl: float | None
+        self, cache: CacheLike, namespace: Namespace[Any], key: str, ttl: float | None
     ) -> None:
         literals, fields = _parse(namespace, key)
         if len(fields) != 1 or "." in fields[0]:
@@ -94,7 +93,7 @@ class CachedManyFunction(Generic[K, V]):
 
     def __init__(
         self,
-        cache: Cache,
+        cache: CacheLike,
         namespace: Namespace[Any],
         function: Callable[[list[K]], Awaitable[Mapping[K, V]]],
         literals: tuple[str, str],
@@ -120,8 +119,11 @@ class CachedManyFunction(Generic[K, V]):
         """The values of the ids found (cached or loaded), in the order of ``ids``."""
         unique = list(dict.fromkeys(ids))
         keys = {id_: self.key(id_) for id_ in unique}
-        cached = await self._cache.get_many(self._namespace, list(keys.values()))
-        found: dict[K, V | None] = {id_: cached[keys[id_]] for id_ in unique if keys[id_] in cached}
+        namespace = self._namespace
+        values = await self._cache.get_entries([(namespace, keys[id_]) for id_ in unique])
+        found: dict[K, V | None] = {
+            id_: value for id_, value in zip(unique, values, strict=True) if value is not MISSING
+        }
         missed = [id_ for id_ in unique if id_ not in found]
         if missed:
             batch = _Batch(self._function, missed, self._loads)
@@ -154,7 +156,7 @@ class CachedManyFunction(Generic[K, V]):
     async def invalidate(self, *ids: K) -> bool:
         """Drop the entries of these ids in one round trip (after the write commits); False if
         the store could not be reached."""
-        return await self._cache.delete_many(self._namespace, [self.key(id_) for id_ in ids])
+        return await self._cache.invalidate([(self._namespace, self.key(id_)) for id_ in ids])
 
     def __repr__(self) -> str:
         return f"<cached_many {_name(self._function)} in namespace {self._namespace.name!r}>"

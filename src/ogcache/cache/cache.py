@@ -381,5 +381,5 @@ class Cache(Administration):
         return CacheDecorator(self, namespace, key, ttl)
 
 
-# At the end: decorator.py refers to Cache, so it is imported once Cache exists.
+# Here, not at the top: the decorator's one addition to this module stays in one place.
 from ogcache.cache.decorator import CacheDecorator  # noqa: E402

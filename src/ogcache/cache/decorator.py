@@ -18,13 +18,11 @@ import operator
 import re
 import string
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any, Final, Generic, NoReturn, ParamSpec, TypeVar, cast
+from typing import Any, Final, Generic, NoReturn, ParamSpec, TypeVar, cast
 
 from ogcache.cache.exceptions import CacheConfigurationError, InvalidKeyError
 from ogcache.cache.namespace import MAX_KEY_LENGTH, Namespace
-
-if TYPE_CHECKING:
-    from ogcache.cache.cache import Cache
+from ogcache.cache.protocol import CacheLike
 
 __all__ = ["CacheDecorator", "CachedFunction", "cached"]
 
@@ -39,9 +37,10 @@ _NO_DEFAULT: Final = inspect.Parameter.empty
 
 
 def cached(
-    cache: Cache, namespace: Namespace[Any], *, key: str, ttl: float | None = None
+    cache: CacheLike, namespace: Namespace[Any], *, key: str, ttl: float | None = None
 ) -> CacheDecorator:
-    """Cache an async function's results in ``namespace`` under the key ``key``.
+    """Cache an async function's results in ``namespace`` under the key ``key``, in ``cache``
+    (a :class:`~ogcache.cache.Cache`, or any ``CacheLike``: a test double, a pass-through).
 
     ``key`` is a template naming the function's parameters: ``"user:{user_id}"``, or with
     attribute access ``"order:{order.id}"``. Parameters it does not name (a database session,
@@ -60,7 +59,7 @@ class CacheDecorator:
     __slots__ = ("_cache", "_key", "_namespace", "_ttl")
 
     def __init__(
-        self, cache: Cache, namespace: Namespace[Any], key: str, ttl: float | None
+        self, cache: CacheLike, namespace: Namespace[Any], key: str, ttl: float | None
     ) -> None:
         _parse(namespace, key)  # a template that cannot work fails here, before any function
         self._cache = cache
@@ -86,7 +85,7 @@ class CachedFunction(Generic[P, R]):
 
     def __init__(
         self,
-        cache: Cache,
+        cache: CacheLike,
         namespace: Namespace[Any],
         function: Callable[P, Awaitable[R]],
         template: str,
@@ -132,7 +131,7 @@ class CachedFunction(Generic[P, R]):
             )
 
     @property
-    def cache(self) -> Cache:
+    def cache(self) -> CacheLike:
         return self._cache
 
     @property
