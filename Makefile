@@ -37,8 +37,8 @@ run: install-server
 	$(BIN)/ogcache serve --demo
 
 lint: install
-	$(BIN)/ruff check src tests
-	$(BIN)/ruff format --check src tests
+	$(BIN)/ruff check src tests bench support
+	$(BIN)/ruff format --check src tests bench support
 
 typecheck: install
 	$(BIN)/mypy
@@ -57,7 +57,7 @@ FAST_ARGS := -n 3 -m "not slow" -k "not cluster and not sentinel and not upstash
 	-p no:schemathesis -p no:hypothesispytest
 
 test-fast: install
-	$(BIN)/ruff check src tests
+	$(BIN)/ruff check src tests bench support
 	$(BIN)/pytest $(FAST_ARGS) $(FAST_TESTS)
 
 # The performance suite (needs PostgreSQL, Redis, wrk; about 15 minutes): bench/README.md.
