@@ -152,8 +152,15 @@ def test_the_engine_imports_and_caches_without_the_server_packages() -> None:
 
             first = await cache.get_or_load(names, names.key("k"), load)
             second = await cache.get_or_load(names, names.key("k"), load)
-            await cache.close()
             assert first == second == {"answer": 42} and loads == [1], (first, second, loads)
+
+            @cache.cached(names, key="user:{user_id}")
+            async def user(user_id: int) -> dict:
+                loads.append(user_id)
+                return {"id": user_id}
+
+            assert [await user(7), await user(7)] == [{"id": 7}] * 2 and loads == [1, 7], loads
+            await cache.close()
 
         asyncio.run(main())
         leaked = sorted(name for name in sys.modules if name.partition(".")[0] in BLOCKED)
