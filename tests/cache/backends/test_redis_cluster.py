@@ -371,7 +371,9 @@ def own_cluster(tmp_path: Path) -> Iterator[RedisClusterProcesses]:
 async def test_a_stopped_primary_fails_only_its_own_keys_and_briefly(
     own_cluster: RedisClusterProcesses,
 ) -> None:
-    backend = RedisClusterBackend(own_cluster.url, BackendOptions(timeout=0.2, connect_timeout=0.2))
+    # A second per call: a stopped primary refuses at once, and a healthy one answers in a
+    # millisecond, also on a machine busy enough to stretch a tight timeout.
+    backend = RedisClusterBackend(own_cluster.url, BackendOptions(timeout=1, connect_timeout=1))
     cache = Cache(backend, prefix="t", breaker=None)  # count errors, never skip
     ids = [str(i) for i in range(60)]
     await cache.set_many(ITEMS, dict.fromkeys(ids, "cached"))
@@ -388,7 +390,7 @@ async def test_a_stopped_primary_fails_only_its_own_keys_and_briefly(
     stats = cache.stats()["item"]
     assert stats.loads == len(lost)
     assert stats.errors >= len(lost)
-    assert elapsed < len(lost) * 2 * 0.2 + 1  # each failure bounded, no retry loops
+    assert elapsed < len(lost) * 2 * 1 + 1  # each failure bounded, no retry loops
 
     # Batches that touch the stopped primary fail, and fail alone: calls in flight to the
     # healthy primaries at the same time all succeed.
