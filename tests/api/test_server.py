@@ -84,14 +84,17 @@ def _request(path: str = "/healthz", *, headers: dict[str, str] | None = None) -
 
 
 def _read_response(sock: socket.socket) -> tuple[int, dict[str, str], bytes]:
-    """One response (Content-Length framed); raise ConnectionError if the server closed."""
+    """One response (Content-Length framed); raise ConnectionError if the server closed.
+
+    Reads no byte past the response: a pipelined answer that arrived in the same segment
+    stays in the socket for the next call."""
     data = b""
-    while b"\r\n\r\n" not in data:
-        chunk = sock.recv(65536)
+    while not data.endswith(b"\r\n\r\n"):
+        chunk = sock.recv(1)  # the head byte by byte: a few hundred calls, never too far
         if not chunk:
             raise ConnectionError(f"closed before a response; got {data!r}")
         data += chunk
-    head, _, body = data.partition(b"\r\n\r\n")
+    head, body = data[:-4], b""
     status_line, *header_lines = head.decode("latin-1").split("\r\n")
     headers = {}
     for line in header_lines:
@@ -99,7 +102,7 @@ def _read_response(sock: socket.socket) -> tuple[int, dict[str, str], bytes]:
         headers[name.strip().lower()] = value.strip()
     length = int(headers.get("content-length", "0"))
     while len(body) < length:
-        chunk = sock.recv(65536)
+        chunk = sock.recv(length - len(body))
         if not chunk:
             raise ConnectionError("closed in the middle of a response body")
         body += chunk
