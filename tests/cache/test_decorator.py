@@ -75,6 +75,22 @@ async def test_a_call_loads_once_then_hits(cache: Cache) -> None:
     assert await cache.get(USERS, "user:1") == "Ann"
 
 
+async def test_equal_arguments_of_other_types_keep_their_own_keys(cache: Cache) -> None:
+    """1, True, 1.0 and "1" are equal or alike as dictionary keys, not as key text: the keys
+    the decorator remembers for ints and strings never stand in for another type's."""
+    seen: list[object] = []
+
+    @cache.cached(USERS, key="any:{value}")
+    async def echo(value: object) -> str:
+        seen.append(value)
+        return repr(value)
+
+    for _ in range(2):  # the second round: all hits
+        assert [await echo(v) for v in (1, True, 1.0, "1")] == ["1", "True", "1.0", "1"]
+    assert seen == [1, True, 1.0]  # "1" renders as 1 does (str()): the same entry, a hit
+    assert [echo.key(v) for v in (1, True, 1.0, "1")] == ["any:1", "any:True", "any:1.0", "any:1"]
+
+
 async def test_positional_keyword_and_default_arguments_address_one_entry(cache: Cache) -> None:
     db = Users()
 

@@ -34,6 +34,8 @@ _UNSAFE = re.compile(r"[\s\x00-\x1f\x7f]")
 _unsafe = _UNSAFE.search
 _POSITIONAL: Final = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
 _NO_DEFAULT: Final = inspect.Parameter.empty
+_REMEMBERED: Final = frozenset({int, str})
+_KNOWN_KEYS: Final = 4096  # remembered keys per function; forgotten all at once past that
 
 
 def cached(
@@ -115,6 +117,10 @@ class CachedFunction(Generic[P, R]):
         # arguments, reads everything from this one tuple (attribute lookups are most of what
         # the decorator would add to get_or_load): see __call__ for the layout.
         self._single: tuple[Any, ...] | None = None
+        # Keys already built for int and str arguments (the ids functions are cached by):
+        # a dictionary lookup instead of str(), the safety check and the concatenation.
+        # Only those two types: 1, True and 1.0 are equal keys of a dict but not one text.
+        self._known: dict[int | str, str] = {}
         if self._fast is not None and len(fields) == 1 and "." not in fields[0]:
             index, default = self._fast[0]
             self._single = (
@@ -154,11 +160,20 @@ class CachedFunction(Generic[P, R]):
             # min args, max args, index, default, text before, text after, room for the
             # value, get_or_load, namespace, function
             index = plan[2]
-            text = str(args[index] if index < len(args) else plan[3])
-            if not text or _unsafe(text) or len(text) > plan[6]:
-                self._refuse(0, text)
+            argument = args[index] if index < len(args) else plan[3]
+            known = self._known
+            key = known.get(argument) if type(argument) in _REMEMBERED else None
+            if key is None:
+                text = str(argument)
+                if not text or _unsafe(text) or len(text) > plan[6]:
+                    self._refuse(0, text)
+                key = plan[4] + text + plan[5]
+                if type(argument) in _REMEMBERED:
+                    if len(known) >= _KNOWN_KEYS:
+                        known.clear()
+                    known[argument] = key
             function = plan[9]
-            value: R = await plan[7](plan[8], plan[4] + text + plan[5], lambda: function(*args))
+            value: R = await plan[7](plan[8], key, lambda: function(*args))
             return value
         function = self._function
         return await self._cache.get_or_load(
