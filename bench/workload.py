@@ -191,6 +191,9 @@ class PassThroughCache:
     async def get_entries(self, entries: Sequence[tuple[Namespace[Any], str]]) -> list[Any]:
         return [MISSING] * len(entries)
 
+    async def peek(self, entries: Sequence[tuple[Namespace[Any], str]]) -> list[Any]:
+        return [MISSING] * len(entries)
+
     async def get_many(self, namespace: Namespace[Any], keys: Sequence[str]) -> dict[str, Any]:
         return {}
 

@@ -128,6 +128,21 @@ async def test_warmup_answers_the_keys_it_warmed(client: httpx.AsyncClient) -> N
     assert any(key.startswith("analytics:today:") for key in body["warmed"])
 
 
+async def test_warming_is_not_reading_the_hit_rate_stays_the_readers(
+    client: httpx.AsyncClient,
+) -> None:
+    """Warm-up's check of what it cached counts no hit: before any read there is no hit rate
+    (it read 1.0 at start-up, before a single request)."""
+    await action(client, action="warmup")
+    stats = (await client.get("/api/cache")).json()["stats"]["namespaces"]
+    assert {"menu", "menu:context"} <= set(stats)  # what warm-up touched has its figures...
+    for name, figures in stats.items():  # ...and no lookup counted
+        assert (figures["hits"], figures["misses"], figures["hitRate"]) == (0, 0, None), name
+    await client.get("/api/menu")
+    menu = (await client.get("/api/cache")).json()["stats"]["namespaces"]["menu"]
+    assert (menu["hits"], menu["hitRate"]) == (1, 1.0)
+
+
 async def test_after_warmup_the_first_menu_read_is_a_hit(client: httpx.AsyncClient) -> None:
     await action(client, action="warmup")
     before = await namespace_hits(client, "menu")

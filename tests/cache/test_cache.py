@@ -313,3 +313,13 @@ async def test_a_value_with_many_brackets_that_reads_back_is_stored(cache: Cache
     value = {"a": nested(150), "many": [[n] for n in range(500)]}
     assert await cache.set(FREE_FORM, "k", value)
     assert await cache.get(FREE_FORM, "k") == value
+
+
+async def test_peek_reads_like_get_entries_and_counts_nothing(cache: Cache) -> None:
+    await cache.set(ITEMS, "here", 1)
+    before = cache.stats()["item"]
+    assert await cache.peek([(ITEMS, "here"), (ITEMS, "absent")]) == [1, MISSING]
+    after = cache.stats()["item"]
+    assert (after.hits, after.misses, after.hit_rate) == (before.hits, before.misses, None)
+    assert await cache.get_entries([(ITEMS, "here")]) == [1]
+    assert cache.stats()["item"].hits == before.hits + 1

@@ -28,14 +28,15 @@ Entries = Sequence[tuple[Namespace[Any], str]]
 
 
 async def read_entries(
-    parts: Parts, stats_for: StatsFor, entries: Entries, fulls: list[str]
+    parts: Parts, stats_for: StatsFor, entries: Entries, fulls: list[str], *, count: bool = True
 ) -> list[Any]:
-    """Values of ``entries`` (stored as ``fulls``), :data:`MISSING` where there is none."""
+    """Values of ``entries`` (stored as ``fulls``), :data:`MISSING` where there is none;
+    ``count=False`` leaves hits and misses uncounted (a report looking, not a reader)."""
     values: list[Any] = [MISSING] * len(entries)
     wanted = list(range(len(entries)))
     tokens: dict[int, int] = {}
     if any(namespace.local_ttl for namespace, _ in entries):
-        wanted, tokens = _from_local(parts, stats_for, entries, fulls, values)
+        wanted, tokens = _from_local(parts, stats_for, entries, fulls, values, count)
         if not wanted:
             return values
     asked = {entries[index][0].name: entries[index][0] for index in wanted}.values()
@@ -49,7 +50,7 @@ async def read_entries(
             )
     except Exception as exc:
         for index in wanted:
-            stats_for(entries[index][0]).misses += 1
+            stats_for(entries[index][0]).misses += count
         for namespace in asked:
             parts.failed(stats_for(namespace), "get_many", exc)
         return values
@@ -63,23 +64,28 @@ async def read_entries(
         found = parts.stored.inspect(namespace, stats, raw, now)
         hit = found.state is State.FRESH
         if hit:
-            stats.hits += 1
+            stats.hits += count
             values[index] = found.value
             token = tokens.get(index)
             if token is not None and found.entry is not None and found.raw is not None:
                 ttl = min(namespace.local_ttl, found.entry.expires_at - now)
                 parts.l1.keep(fulls[index], found.value, len(found.raw), ttl, token)
         else:
-            stats.misses += 1
+            stats.misses += count
             if found.state is State.MISSING and raw is not None:
                 await _discard_undecodable(parts, stats, fulls[index], raw)
-        if logger.isEnabledFor(logging.DEBUG):
+        if count and logger.isEnabledFor(logging.DEBUG):
             log_key("cache.hit" if hit else "cache.miss", namespace, key)
     return values
 
 
 def _from_local(
-    parts: Parts, stats_for: StatsFor, entries: Entries, fulls: list[str], values: list[Any]
+    parts: Parts,
+    stats_for: StatsFor,
+    entries: Entries,
+    fulls: list[str],
+    values: list[Any],
+    count: bool,
 ) -> tuple[list[int], dict[int, int]]:
     """Fill ``values`` from the in-process tier; the indexes still wanted from the store,
     and the tier's tokens for those it may keep."""
@@ -91,9 +97,9 @@ def _from_local(
             value = parts.l1.get(full)
             if value is not MISSING:
                 stats = stats_for(namespace)
-                stats.local_hits += 1
-                stats.hits += 1
-                if logger.isEnabledFor(logging.DEBUG):
+                stats.local_hits += count
+                stats.hits += count
+                if count and logger.isEnabledFor(logging.DEBUG):
                     log_key("cache.hit", namespace, key)
                 values[index] = value
                 continue

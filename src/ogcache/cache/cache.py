@@ -200,6 +200,14 @@ class Cache(Administration):
         fulls = [self.full_key(namespace, key) for namespace, key in entries]
         return await read_entries(self._parts, self._stats_for, entries, fulls)
 
+    async def peek(self, entries: Sequence[tuple[Namespace[Any], str]]) -> list[Any]:
+        """:meth:`get_entries` without counting hits or misses: for a report of what is
+        cached (warm-up's), which must not move the hit rate readers are judged by."""
+        if not entries:
+            return []
+        fulls = [self.full_key(namespace, key) for namespace, key in entries]
+        return await read_entries(self._parts, self._stats_for, entries, fulls, count=False)
+
     async def set_many(
         self, namespace: Namespace[T], values: Mapping[str, T | None], ttl: float | None = None
     ) -> bool:

@@ -89,6 +89,11 @@ class MenuService:
         # loaded earlier, so an invalidation in between cannot leave an old text cached.
         return render_menu_context(await self.get_menu(include_concentrates))
 
+    async def _render_loaded(self, include_concentrates: bool) -> str:
+        # Warm-up's text: from the database read now, under the text's lease like
+        # _build_context, but not through the cache, where it would count as a reader's hit.
+        return render_menu_context(await self._load(include_concentrates))
+
     async def _load(self, include_concentrates: bool) -> MenuPublic:
         query = select(MenuItem).where(MenuItem.available.is_(True))
         if not include_concentrates:
@@ -111,7 +116,7 @@ class MenuService:
             await self._cache.refresh(
                 self._ns.menu_context,
                 _context_key(include),
-                partial(self._build_context, include),
+                partial(self._render_loaded, include),
             )
             entries += [
                 (self._ns.menu, _menu_key(include)),

@@ -45,8 +45,8 @@ class WarmupService:
 
     async def _report(self, entries: list[CacheEntry]) -> WarmupReport:
         # One round trip tells which refreshed entries really are cached (none, if the cache
-        # is unreachable).
-        present = await self._cache.get_entries(entries)
+        # is unreachable); uncounted: warming is not reading, so hitRate stays the readers'.
+        present = await self._cache.peek(entries)
         return WarmupReport(
             [
                 f"{namespace.name}:{key}"
