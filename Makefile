@@ -33,8 +33,12 @@ $(VENV)/.installed-server: pyproject.toml uv.lock | uv
 	$(UV) sync --frozen --extra server --no-dev --inexact --python python3
 	@touch $@
 
+# `make run PORT=8001` (or HOST=0.0.0.0) to serve elsewhere.
+HOST ?= 127.0.0.1
+PORT ?= 8000
+
 run: install-server
-	$(BIN)/ogcache serve --demo
+	$(BIN)/ogcache serve --demo --host $(HOST) --port $(PORT)
 
 lint: install
 	$(BIN)/ruff check src tests bench support

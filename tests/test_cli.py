@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -134,3 +135,17 @@ def test_demo_prints_cached_and_uncached_timings(environment: dict[str, str]) ->
     for operation in ("Auth check", "User profile", "Conversation", "Menu"):
         assert operation in output
     assert "Speed-up" in output
+
+
+def test_serve_on_a_taken_port_fails_before_any_work(environment: dict[str, str]) -> None:
+    """A second `make run` said nothing of the port until after migrating and printing
+    fresh tokens, then exited 3; now it stops first, saying how to choose another port."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = runner.invoke(app, ["serve", "--demo", "--port", str(port)], env=environment)
+    assert result.exit_code == 1, result.output
+    assert f"cannot listen on 127.0.0.1:{port}" in result.output
+    assert "make run PORT=" in result.output
+    assert "ADMIN_TOKEN" not in result.output  # nothing printed, nothing migrated

@@ -107,6 +107,7 @@ def serve(
     except OgcacheError as exc:
         errors.print(f"[bold red]error:[/] {exc}")
         raise typer.Exit(1) from None
+    _check_port_free(host, port)
     if demo:
         os.environ["OGCACHE_SEED_DEMO_DATA"] = "true"
         for variable in ("OGCACHE_ADMIN_TOKEN", "OGCACHE_JWT_SECRET"):
@@ -123,6 +124,24 @@ def serve(
     from ogcache.api.server import run
 
     run(settings, host=host, port=port, workers=workers)
+
+
+def _check_port_free(host: str, port: int) -> None:
+    """Fail before any work (migrations, tokens printed) when the address is taken."""
+    import socket
+
+    try:
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        with socket.socket(family, socket.SOCK_STREAM) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            probe.bind((host, port))
+    except OSError as exc:
+        errors.print(
+            f"[bold red]error:[/] cannot listen on {host}:{port} ({exc.strerror}); another "
+            "server (an earlier `make run`?) may hold it: stop it, or choose another port "
+            "with --port (make run PORT=8001)"
+        )
+        raise typer.Exit(1) from None
 
 
 def _print_demo_help(settings: Settings, host: str, port: int) -> None:
