@@ -149,3 +149,27 @@ def test_serve_on_a_taken_port_fails_before_any_work(environment: dict[str, str]
     assert f"cannot listen on 127.0.0.1:{port}" in result.output
     assert "make run PORT=" in result.output
     assert "ADMIN_TOKEN" not in result.output  # nothing printed, nothing migrated
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ("warmup",),
+        ("cache", "stats"),
+        ("cache", "clear", "--yes"),
+        ("cache", "clear-prefix", "menu:"),
+    ],
+)
+def test_cache_commands_refuse_an_in_process_cache_they_cannot_see(
+    environment: dict[str, str], monkeypatch: pytest.MonkeyPatch, command: tuple[str, ...]
+) -> None:
+    """Without Redis the cache lives inside the server: a command acting on one of its own
+    reported "Warmed 11 entries" or "keys: 0" (exit 0) while the server held its entries."""
+    monkeypatch.delenv("OGCACHE_REDIS_URL")
+    assert invoke("db", "upgrade")[0] == 0
+    code, output = invoke(*command)
+    assert code == 1, output
+    assert "the cache is in-process" in output
+    assert "/api/cache" in output
+    assert "Warmed" not in output
+    assert "removed" not in output

@@ -67,11 +67,17 @@ def _settings() -> Settings:
     return settings
 
 
-def _run(work: Callable[[Runtime], Awaitable[T]]) -> T:
-    """Open the runtime, run ``work``, close; turn known errors into a message and exit 1."""
+def _run(work: Callable[[Runtime], Awaitable[T]], *, shared_cache: bool = False) -> T:
+    """Open the runtime, run ``work``, close; turn known errors into a message and exit 1.
+
+    ``shared_cache``: ``work`` acts on the server's cache, which this process can reach only
+    when it is shared (Redis, Upstash); the in-process one lives inside each server."""
 
     async def main() -> T:
-        async with Runtime.open(_settings()) as runtime:
+        settings = _settings()
+        if shared_cache:
+            _require_shared_cache(settings)
+        async with Runtime.open(settings) as runtime:
             return await work(runtime)
 
     try:
@@ -124,6 +130,21 @@ def serve(
     from ogcache.api.server import run
 
     run(settings, host=host, port=port, workers=workers)
+
+
+def _require_shared_cache(settings: Settings) -> None:
+    """Refuse to act on a throwaway in-process cache of this command's own (it used to
+    report "Warmed 11 entries" or "keys: 0" while the server held its own entries)."""
+    redis = settings.redis_url
+    if (redis and not redis.startswith("memory:")) or settings.upstash_redis_rest_url:
+        return
+    raise OgcacheError(
+        "the cache is in-process (OGCACHE_REDIS_URL is not set): it lives inside the running "
+        "server, and this command would only see an empty one of its own. Use the server's "
+        "API (GET /api/cache; POST /api/cache with the admin token and "
+        '{"action": "warmup"}, "clear" or "clear-prefix"), or set OGCACHE_REDIS_URL '
+        "for the server and this command"
+    )
 
 
 def _check_port_free(host: str, port: int) -> None:
@@ -275,7 +296,7 @@ def cache_stats() -> None:
                 f"{report.info.memory_used_bytes:,} bytes"
             )
 
-    _run(work)
+    _run(work, shared_cache=True)
 
 
 @cache_app.command("clear")
@@ -285,14 +306,14 @@ def cache_clear(
     """Remove every key of this application from the cache."""
     if not yes:
         typer.confirm("Remove every cached entry of this application?", abort=True)
-    removed = _run(lambda runtime: runtime.cache.clear())
+    removed = _run(lambda runtime: runtime.cache.clear(), shared_cache=True)
     console.print(f"removed {removed} keys")
 
 
 @cache_app.command("clear-prefix")
 def cache_clear_prefix(prefix: str) -> None:
     """Remove the keys under a literal prefix, e.g. 'user:profile:'."""
-    removed = _run(lambda runtime: runtime.cache.clear_prefix(prefix))
+    removed = _run(lambda runtime: runtime.cache.clear_prefix(prefix), shared_cache=True)
     console.print(f"removed {removed} keys under {prefix!r}")
 
 
@@ -324,7 +345,7 @@ def warmup(
                 progress.advance(task)
         return warmed
 
-    warmed = _run(work)
+    warmed = _run(work, shared_cache=True)
     table = Table(title=f"Warmed {len(warmed)} entries")
     table.add_column("Group")
     table.add_column("Entry")
