@@ -18,15 +18,21 @@ from tests.support.servers import free_port, wait_for_port
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture
-def server(tmp_path: Path) -> Iterator[tuple[str, subprocess.Popen[str]]]:
-    port = free_port()
+def _environment(directory: Path) -> dict[str, str]:
+    """A user's shell: no OGCACHE_* variable but the demo database in ``directory``."""
     environment = {
         key: value for key, value in os.environ.items() if not key.startswith("OGCACHE_")
     }
     environment.update(
-        OGCACHE_DATABASE_URL=f"sqlite:///{tmp_path / 'serve.db'}", OGCACHE_LOG_LEVEL="WARNING"
+        OGCACHE_DATABASE_URL=f"sqlite:///{directory / 'serve.db'}", OGCACHE_LOG_LEVEL="WARNING"
     )
+    return environment
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[tuple[str, subprocess.Popen[str]]]:
+    port = free_port()
+    environment = _environment(tmp_path)
     process = subprocess.Popen(
         [str(Path(sys.executable).parent / "ogcache"), "serve", "--demo", "--port", str(port)],
         cwd=tmp_path,
@@ -79,3 +85,39 @@ def test_serve_demo_answers_the_seeds_cache_curl(
     me = httpx.get(f"{base}/api/auth/me", headers={"Authorization": f"Bearer {user}"}, timeout=5)
     assert me.json()["user_id"] == "web_demo_alice"
     assert httpx.get(f"{base}/healthz", timeout=5).json()["status"] == "ok"
+
+
+def test_a_token_issued_from_another_shell_is_accepted_by_the_demo_server(
+    server: tuple[str, subprocess.Popen[str]], tmp_path: Path
+) -> None:
+    """`make run`, then `ogcache token issue` in another shell (same directory): the token
+    was refused (401, signature invalid) because the demo's secret lived in the server only.
+    The demo keeps its secrets in .ogcache-demo.env (owner-only), which the command reads."""
+    base, process = server
+    _printed(process, "USER_TOKEN")  # the server is past its start-up (secrets made)
+    kept = tmp_path / ".ogcache-demo.env"
+    assert kept.stat().st_mode & 0o777 == 0o600
+    assert {line.split("=", 1)[0] for line in kept.read_text().splitlines()} == {
+        "OGCACHE_ADMIN_TOKEN",
+        "OGCACHE_JWT_SECRET",
+    }
+    issued = subprocess.run(
+        [
+            str(Path(sys.executable).parent / "ogcache"),
+            "token",
+            "issue",
+            "--user",
+            "web_demo_niran",
+        ],
+        cwd=tmp_path,
+        env=_environment(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert issued.returncode == 0, issued.stderr
+    token = issued.stdout.strip()
+    me = httpx.get(f"{base}/api/auth/me", headers={"Authorization": f"Bearer {token}"}, timeout=5)
+    assert me.status_code == 200, me.text
+    assert me.json()["user_id"] == "web_demo_niran"

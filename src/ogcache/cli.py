@@ -7,7 +7,9 @@ non-zero with a readable message on failure.
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Annotated, TypeVar
 
 import typer
@@ -61,10 +63,39 @@ console = Console(emoji=False, highlight=False)
 errors = Console(stderr=True, emoji=False, highlight=False)
 
 
+# The secrets `serve --demo` made, kept beside the demo database so that every command run
+# from this directory (`ogcache token issue` in another shell, the next `make run`) uses them.
+DEMO_SECRETS = Path(".ogcache-demo.env")
+
+
 def _settings() -> Settings:
-    settings = load_settings()
+    files = (".env", DEMO_SECRETS) if DEMO_SECRETS.is_file() else ".env"
+    settings = load_settings(_env_file=files)
     configure_logging(settings)
     return settings
+
+
+def _demo_secrets(settings: Settings) -> Settings:
+    """An admin token and a JWT secret for the demo where none is configured: made once,
+    written to :data:`DEMO_SECRETS` (mode 0600, git-ignored), reused by later commands."""
+    import secrets
+
+    missing = [
+        variable
+        for variable in ("OGCACHE_ADMIN_TOKEN", "OGCACHE_JWT_SECRET")
+        if getattr(settings, variable[8:].lower()) is None
+    ]
+    if not missing:
+        return settings
+    lines = [f"{variable}={secrets.token_urlsafe(32)}\n" for variable in missing]
+    descriptor = os.open(DEMO_SECRETS, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    with os.fdopen(descriptor, "a") as file:
+        file.writelines(lines)
+    console.print(
+        f"demo secrets ({', '.join(missing)}) kept in {DEMO_SECRETS}: "
+        "commands run from here use them; delete the file for new ones"
+    )
+    return _settings()
 
 
 def _run(work: Callable[[Runtime], Awaitable[T]], *, shared_cache: bool = False) -> T:
@@ -105,9 +136,6 @@ def serve(
     ] = False,
 ) -> None:
     """Run the HTTP service (migrations applied at start-up, caches warmed in the background)."""
-    import os
-    import secrets
-
     try:
         settings = _settings()
     except OgcacheError as exc:
@@ -116,10 +144,13 @@ def serve(
     _check_port_free(host, port)
     if demo:
         os.environ["OGCACHE_SEED_DEMO_DATA"] = "true"
-        for variable in ("OGCACHE_ADMIN_TOKEN", "OGCACHE_JWT_SECRET"):
-            if not os.environ.get(variable) and getattr(settings, variable[8:].lower()) is None:
-                os.environ[variable] = secrets.token_urlsafe(32)
-        settings = load_settings()
+        settings = _demo_secrets(settings)
+        for variable, secret in (
+            ("OGCACHE_ADMIN_TOKEN", settings.admin_token),
+            ("OGCACHE_JWT_SECRET", settings.jwt_secret),
+        ):  # the worker processes read their settings from the environment
+            if secret is not None:
+                os.environ.setdefault(variable, secret.get_secret_value())
         _print_demo_help(settings, host, port)
     if workers > 1 and not settings.redis_url:
         errors.print(
