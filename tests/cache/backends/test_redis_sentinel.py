@@ -291,12 +291,14 @@ class Load:
         return max(later - earlier for earlier, later in itertools.pairwise(times))
 
 
-async def _failover_under_load(servers: SentinelSet, how: str) -> tuple[Load, Cache, str]:
+async def _failover_under_load(
+    servers: SentinelSet, how: str, call_timeout: float
+) -> tuple[Load, Cache, str]:
     """Fail over (``SENTINEL FAILOVER`` or a killed primary) under load; a summary line."""
     cache = Cache(
         RedisSentinelBackend(
             f"{servers.url}?client_name={CLIENT_NAME}",
-            BackendOptions(timeout=0.3, connect_timeout=0.3),
+            BackendOptions(timeout=call_timeout, connect_timeout=call_timeout),
         ),
         prefix=unique_prefix(),
         breaker=BreakerSettings(cool_down=0.5),
@@ -362,7 +364,9 @@ async def _failover_under_load(servers: SentinelSet, how: str) -> tuple[Load, Ca
 async def test_sentinel_failover_mid_load_fails_no_calls(
     sentinel_set: SentinelSet, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    load, cache, summary = await _failover_under_load(sentinel_set, "SENTINEL FAILOVER")
+    # Timeouts ten times a busy machine's slowest healthy answer: this test is about errors
+    # of logic (a call sent to a demoted primary), not about how fast a loaded loop answers.
+    load, cache, summary = await _failover_under_load(sentinel_set, "SENTINEL FAILOVER", 3.0)
     with capsys.disabled():
         print(f"\n{summary}")
     # A planned failover costs nothing: calls in flight finish on the old primary, the next
@@ -377,7 +381,7 @@ async def test_sentinel_failover_mid_load_fails_no_calls(
 async def test_a_killed_primary_mid_load_fails_no_calls(
     sentinel_set: SentinelSet, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    _, cache, summary = await _failover_under_load(sentinel_set, "primary killed")
+    _, cache, summary = await _failover_under_load(sentinel_set, "primary killed", 0.3)
     with capsys.disabled():
         print(f"\n{summary}")
     # Until the sentinel promotes the replica there is no primary: calls are served by the
