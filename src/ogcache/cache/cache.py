@@ -283,32 +283,34 @@ class Cache(Administration):
                 self._count(namespace, stats, key, hit=True)
                 return value  # type: ignore[no-any-return]
             token = self._l1.token(full)
-        fill = Fill(self._parts, namespace, stats, key, full, loader, ttl)
+        found: Found[T] | None
         if self._fills.in_flight(full):
             # A miss of this key is being filled in this process: share that fill rather than
             # send one more GET (a herd of cold readers then costs Redis one read, not one
             # each). The flight's decide() rule keeps its result no older than our start.
-            self._count(namespace, stats, key, hit=False)
-            return await self._shared(fill, Found(State.MISSING))
-        found = await self._read(fill)
-        if found is None:
-            self._count(namespace, stats, key, hit=False)
-            return await self._shared(fill, None)
-        self._count(namespace, stats, key, hit=found.state is State.FRESH)
-        if found.state is not State.FRESH:
+            found = Found(State.MISSING)
+        else:
+            found = await self._read(namespace, stats, full)  # None: the store failed
+        hit = found is not None and found.state is State.FRESH
+        self._count(namespace, stats, key, hit=hit)
+        if not hit:  # the Fill is built on a miss only: a hit allocates nothing more
+            fill = Fill(self._parts, namespace, stats, key, full, loader, ttl)
             return await self._shared(fill, found)
+        assert found is not None
         assert found.entry is not None
         assert found.raw is not None
         if token is not None:
             ttl_left = min(namespace.local_ttl, found.entry.expires_at - self._parts.stored.now())
             self._l1.keep(full, found.value, len(found.raw), ttl_left, token)
         if self._early.due(namespace, found.entry):
+            fill = Fill(self._parts, namespace, stats, key, full, loader, ttl)
             self._early.start(fill, found.entry)
         return found.value
 
-    async def _read(self, fill: Fill[T]) -> Found[T] | None:
+    async def _read(
+        self, namespace: Namespace[T], stats: NamespaceStats, full: str
+    ) -> Found[T] | None:
         """The key as read (shared with concurrent readers); ``None`` if the store failed."""
-        full = fill.full
         start = _now()
         try:
             # A caller that waited for a read which found the key missing joins the load
@@ -317,12 +319,12 @@ class Cache(Administration):
                 full, lambda _: self._store.get(full), defer_to=self._fills
             )
         except Exception as exc:
-            self._parts.failed(fill.stats, "get", exc)
+            self._parts.failed(stats, "get", exc)
             return None
-        fill.stats.operations.record(_now() - start)
+        stats.operations.record(_now() - start)
         if raw is MISSING:
             raw = None
-        return self._parts.stored.inspect(fill.namespace, fill.stats, raw)
+        return self._parts.stored.inspect(namespace, stats, raw)
 
     async def _shared(self, fill: Fill[T], found: Found[T] | None) -> T | None:
         """Run ``fill`` once in this process for every concurrent caller (``found=None``: the
