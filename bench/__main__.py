@@ -12,6 +12,10 @@ JSON, PNG), ``invalidation`` (L1 invalidation delay across two processes), ``wor
 users through the services on PostgreSQL) and ``http`` (wrk against the service), then one
 summary of their checks. ``python -m bench profile``: pyinstrument over raw, L2 and L1 hits.
 
+``python -m bench changes``: writes made in PostgreSQL by raw SQL reaching the cache of
+``ogcache serve --workers 2`` (commit-to-visible lag, change capture on and off), and the
+capture triggers' cost per statement; prints a table and saves JSON.
+
 Servers: ``OGCACHE_BENCH_DATABASE_URL`` (any database on the PostgreSQL server to use; the
 checker creates and drops a database of its own there) and ``OGCACHE_BENCH_REDIS_URL``;
 defaults ``postgresql://postgres@127.0.0.1:5432/postgres`` and ``redis://127.0.0.1:6379/0``.
@@ -32,7 +36,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from bench import http_load, peers, workload
+from bench import changes, http_load, peers, workload
 from bench import profile as hit_profile
 from bench._support import database_url, machine, redis_url
 from bench.consistency import CheckerResult, Mode, run_checker
@@ -465,6 +469,7 @@ def main(argv: list[str] | None = None) -> int:
     http_load.add_parser(commands)
     peers.add_parser(commands)
     add_invalidation_parser(commands)
+    changes.add_parser(commands)
     commands.add_parser("profile", help="pyinstrument over raw GET, L2 and L1 hits")
     commands.add_parser(
         "suite", help="peers, invalidation, workload and http in one run, with a summary"
@@ -478,6 +483,8 @@ def main(argv: list[str] | None = None) -> int:
         return workload.command(args, database_url(), RESULTS)
     if args.command == "http":
         return http_load.command(args, database_url(), RESULTS)
+    if args.command == "changes":
+        return changes.command(args, database_url(), RESULTS)
     if args.command == "peers":
         return peers.command(args, sys.argv[2:])
     if args.command == "invalidation":
