@@ -102,6 +102,10 @@ class Settings(BaseSettings):
     # GET /api/cache without the admin token: the key count and memory figures are measured
     # at most this often and shared, so anonymous callers cannot make Redis scan on demand.
     stats_max_age: Annotated[float, Field(ge=0)] = 10
+    # Change capture (ogcache.changes): false = the outbox is drained, nothing invalidated.
+    change_capture: bool = True
+    change_poll_interval: Annotated[float, Field(gt=0, le=60)] = 0.25
+    change_analytics_interval: Annotated[float, Field(ge=0, le=3600)] = 10
 
     @field_validator("log_level", mode="before")
     @classmethod

@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from ogcache.cache import Cache, CacheBackend, create_backend
 from ogcache.cache.backends import create_upstash_backend
+from ogcache.changes import CaptureSettings, ChangeCapture
 from ogcache.config import Settings, redact_url
 from ogcache.db import create_engine, create_session_factory, upgrade
 from ogcache.services import (
@@ -50,6 +51,7 @@ class Runtime:
     menu: MenuService
     analytics: AnalyticsService
     warmup: WarmupService
+    changes: ChangeCapture
 
     @classmethod
     def open(cls, settings: Settings, *, backend: CacheBackend | None = None) -> Runtime:
@@ -91,6 +93,9 @@ class Runtime:
                 profiles=profiles,
                 conversations=conversations,
             ),
+            changes=ChangeCapture(
+                settings.database_url, cache, namespaces, _capture_settings(settings, cache)
+            ),
         )
 
     async def check_cache(self) -> None:
@@ -111,6 +116,7 @@ class Runtime:
         await upgrade(self.engine)
 
     async def close(self) -> None:
+        await self.changes.close()
         await self.cache.close()
         await self.engine.dispose()
 
@@ -152,6 +158,16 @@ def _cache(settings: Settings, backend: CacheBackend) -> Cache:
         policy=settings.cache_policy(),
         breaker=settings.breaker_settings(),
         local=settings.local_settings(),
+    )
+
+
+def _capture_settings(settings: Settings, cache: Cache) -> CaptureSettings:
+    return CaptureSettings(
+        consumer=settings.cache_prefix,
+        apply=settings.change_capture,
+        poll_interval=settings.change_poll_interval,
+        analytics_interval=settings.change_analytics_interval,
+        shared=cache.backend.name != "memory",
     )
 
 

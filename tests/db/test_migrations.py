@@ -49,8 +49,10 @@ TABLES = {
     "menu_items",
     "auth_sessions",
     "agent_events",
+    "cache_changes",
+    "cache_change_progress",
 }
-HEAD = "0002"
+HEAD = "0003"
 
 
 @pytest.fixture(params=["postgresql", "sqlite"])

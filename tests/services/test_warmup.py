@@ -43,7 +43,7 @@ async def test_warm_critical_names_every_entry_it_warmed(seeded: Runtime) -> Non
         "menu:items:concentrates",
         "menu:context:text:concentrates",
         f"analytics:today:{day}",
-        "analytics:top:7:10",
+        "analytics:top:7",
     ]
     assert len(report) == 6
 
@@ -155,9 +155,7 @@ async def test_warm_critical_overwrites_stale_cached_values(seeded: Runtime) -> 
             orders_created=0,
         ),
     )
-    await seeded.cache.set(
-        ns.analytics_top, "7:10", [TopProduct(product="x", mentions=1, orders=0)]
-    )
+    await seeded.cache.set(ns.analytics_top, "7", [TopProduct(product="x", mentions=1, orders=0)])
 
     await seeded.warmup.warm_critical()
 

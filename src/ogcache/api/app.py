@@ -117,6 +117,7 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
             app.state.runtime = active
             _install_metrics(app, active)
             if owned:
+                active.changes.start()
                 refresher = asyncio.create_task(
                     refresh_forever(active, active.settings.refresh_interval)
                 )

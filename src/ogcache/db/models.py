@@ -17,6 +17,7 @@ from sqlalchemy import (
     Boolean,
     CheckConstraint,
     DateTime,
+    FetchedValue,
     Float,
     ForeignKey,
     Index,
@@ -36,6 +37,8 @@ __all__ = [
     "AgentEvent",
     "AuthSession",
     "Base",
+    "CacheChange",
+    "CacheChangeProgress",
     "Conversation",
     "ConversationMessage",
     "MenuItem",
@@ -204,3 +207,30 @@ class AgentEvent(Base):
     event_data: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
     channel: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utc_now, index=True)
+
+
+class CacheChange(Base):
+    """A committed write of a cached table, written by the table's trigger in the writer's
+    transaction (migration 0003): what ``ogcache.changes`` turns into invalidations."""
+
+    __tablename__ = "cache_changes"
+    __table_args__ = ({"sqlite_autoincrement": True},)
+
+    id: Mapped[int] = mapped_column(BigIntegerKey, primary_key=True, autoincrement=True)
+    table_name: Mapped[str] = mapped_column(Text)
+    op: Mapped[str] = mapped_column(Text)
+    # The old and new values of the columns that name cache entries, never the row's data.
+    keys: Mapped[dict[str, Any]] = mapped_column(JSONType)
+    changed_at: Mapped[datetime] = mapped_column(
+        UTCDateTime,
+        server_default=FetchedValue(),  # the trigger's clock (0003)
+    )
+
+
+class CacheChangeProgress(Base):
+    """Per consumer, the last change applied (SQLite; PostgreSQL deletes applied changes)."""
+
+    __tablename__ = "cache_change_progress"
+
+    consumer: Mapped[str] = mapped_column(Text, primary_key=True)
+    last_id: Mapped[int] = mapped_column(BigInteger)

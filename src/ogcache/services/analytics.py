@@ -1,9 +1,10 @@
 """Today's agent metrics and top products, aggregated from ``agent_events``.
 
-Aggregates are cached for ``OGCACHE_TTL_ANALYTICS`` (5 min by default) and deliberately not
-invalidated by each new event: every chat message records events, so invalidating on each
-would leave these entries always empty. Their staleness is bounded by that TTL, and the
-periodic refresh keeps them warm. Recording an event is a plain insert.
+Aggregates are cached for ``OGCACHE_TTL_ANALYTICS`` (5 min by default). Every chat message
+records events, so invalidating on each would leave these entries always empty: change
+capture (:mod:`ogcache.changes`) drops them at most once per
+``OGCACHE_CHANGE_ANALYTICS_INTERVAL`` (10 s) after events change, and the periodic refresh
+keeps them warm. Recording an event is a plain insert.
 """
 
 from __future__ import annotations
@@ -100,9 +101,12 @@ class AnalyticsService:
             raise InvalidInputError(f"days must be between 1 and {MAX_DAYS}")
         if not 1 <= limit <= MAX_TOP:
             raise InvalidInputError(f"limit must be between 1 and {MAX_TOP}")
-        return await self._cache.get_or_load(
-            self._ns.analytics_top, f"{days}:{limit}", lambda: self._load_top(days, limit)
+        # One entry per window, holding the longest list: any limit is a slice of it, and a
+        # new event invalidates at most MAX_DAYS entries (ogcache.changes).
+        top = await self._cache.get_or_load(
+            self._ns.analytics_top, str(days), lambda: self._load_top(days, MAX_TOP)
         )
+        return top[:limit]
 
     async def _load_top(self, days: int, limit: int) -> list[TopProduct]:
         since = utc_now() - timedelta(days=days)
@@ -140,5 +144,5 @@ class AnalyticsService:
         await self._cache.refresh(
             self._ns.analytics_today, day.isoformat(), lambda: self._load_day(day)
         )
-        await self._cache.refresh(self._ns.analytics_top, "7:10", lambda: self._load_top(7, 10))
-        return [(self._ns.analytics_today, day.isoformat()), (self._ns.analytics_top, "7:10")]
+        await self._cache.refresh(self._ns.analytics_top, "7", lambda: self._load_top(7, MAX_TOP))
+        return [(self._ns.analytics_today, day.isoformat()), (self._ns.analytics_top, "7")]

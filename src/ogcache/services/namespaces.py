@@ -108,7 +108,10 @@ class AppNamespaces:
             menu=namespace("menu", ModelCodec(MenuPublic), menu),
             menu_context=namespace("menu:context", ModelCodec(str), menu),
             analytics_today=namespace("analytics:today", ModelCodec(TodayMetrics), analytics),
-            analytics_top=namespace("analytics:top", ModelCodec(list[TopProduct]), analytics),
+            # v2: one entry per window ("7"), the longest list (v1: one per window and limit).
+            analytics_top=namespace(
+                "analytics:top", ModelCodec(list[TopProduct]), analytics, version=2
+            ),
         )
 
     def all(self) -> list[Namespace[Any]]:
