@@ -838,7 +838,9 @@ def add_parser(commands: Any) -> None:
     parser.add_argument(
         "--statements", type=int, default=c.statements, help="trigger cost (0: not measured)"
     )
-    parser.add_argument("--rounds", type=int, default=c.rounds, help="trigger cost: alternating batches")
+    parser.add_argument(
+        "--rounds", type=int, default=c.rounds, help="trigger cost: alternating batches"
+    )
     parser.add_argument("--output", default=None, help="default bench/results/changes.json")
     parser.add_argument("--log-dir", default=None, help="keep the servers' logs there")
 
