@@ -15,6 +15,7 @@ from sqlalchemy import text
 from ogcache.config import Settings
 from ogcache.db.seed import seed_demo_data
 from ogcache.runtime import Runtime
+from tests.api.conftest import ADMIN_TOKEN
 from tests.services.conftest import make_settings
 from tests.support.databases import create_postgres_database, drop_postgres_database, migrate
 
@@ -32,7 +33,13 @@ async def capture_settings(
         url = f"sqlite:///{tmp_path / 'capture.db'}"
     await migrate(url)
     redis = None if request.param.endswith("memory") else request.getfixturevalue("redis_url")
-    yield make_settings(url, redis, change_poll_interval=0.05, change_analytics_interval=0.2)
+    yield make_settings(
+        url,
+        redis,
+        change_poll_interval=0.05,
+        change_analytics_interval=0.2,
+        admin_token=ADMIN_TOKEN,
+    )
     if request.param == "postgresql+redis":
         await drop_postgres_database(server, url)
 

@@ -10,6 +10,7 @@ import uuid
 import pytest
 from sqlalchemy import text
 
+from ogcache.db.seed import seed_demo_data
 from ogcache.errors import AuthenticationError, NotFoundError
 from ogcache.runtime import Runtime
 from ogcache.schemas import MenuPublic
@@ -246,3 +247,17 @@ async def _empty_or_passed(app: Runtime, off: Runtime) -> bool:
     if app.engine.dialect.name == "postgresql":
         return bool(count == 0)
     return off.changes.position >= (newest or 0)
+
+
+async def test_seeding_a_running_system_shows_without_a_clear(app: Runtime) -> None:
+    await sql(app, "DELETE FROM menu_items")
+    await sql(app, "DELETE FROM user_profiles WHERE user_id = 'web_demo_alice'")
+    await until(lambda: _lacks_item(app, "Runtz"))
+    assert await app.profiles.get("web_demo_alice") is None  # "not found", cached
+    await seed_demo_data(app.db)  # what `ogcache db seed` does: adds the missing demo rows
+    await until(lambda: _has_item(app, "Runtz"))
+    await until(lambda: _exists(app, "web_demo_alice"))
+
+
+async def _exists(app: Runtime, user_id: str) -> bool:
+    return await app.profiles.get(user_id) is not None

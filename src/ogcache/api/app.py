@@ -18,6 +18,7 @@ from fastapi import FastAPI
 from prometheus_client import CollectorRegistry
 
 from ogcache import __version__
+from ogcache.api.change_metrics import ChangeCollector
 from ogcache.api.errors import (
     BodySizeLimit,
     ErrorResponse,
@@ -156,6 +157,7 @@ def _install_metrics(app: FastAPI, runtime: Runtime) -> None:
     registry = CollectorRegistry(auto_describe=True)
     collector = CacheCollector(runtime.cache)
     registry.register(collector)
+    registry.register(ChangeCollector(runtime.changes))
     app.state.metrics_registry = registry
     app.state.cache_collector = collector
 

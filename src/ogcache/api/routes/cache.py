@@ -13,6 +13,7 @@ from typing import Annotated, Any, Literal, get_args
 from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field
 
+from ogcache.api.change_metrics import changes_json
 from ogcache.api.deps import AdminDep, IsAdminDep, RuntimeDep
 from ogcache.api.errors import BadRequestRoute
 from ogcache.cache import CacheReport, NamespaceStatsSnapshot
@@ -160,7 +161,11 @@ async def cache_stats(runtime: RuntimeDep, admin: IsAdminDep) -> dict[str, Any]:
     count and memory are measured at most every ``OGCACHE_STATS_MAX_AGE`` seconds for callers
     without the admin token (``measuredSecondsAgo`` says when)."""
     max_age = 0.0 if admin else runtime.settings.stats_max_age
-    return report_json(await runtime.cache.report(max_age=max_age))
+    body = report_json(await runtime.cache.report(max_age=max_age))
+    body["stats"]["changes"] = changes_json(
+        runtime.changes.stats, enabled=runtime.settings.change_capture
+    )
+    return body
 
 
 @router.post("", response_model=CacheActionResult, response_model_exclude_none=True)
