@@ -526,6 +526,49 @@ async def _server_stats(base_url: str, admin_token: str) -> dict[str, Any]:
     return {"cache_stats": answers, "leader": leader, "metrics": metrics}
 
 
+async def leader_histogram(base_url: str) -> dict[str, float] | None:
+    """The leader's ``ogcache_change_lag_seconds`` buckets (bound -> cumulative count, and
+    ``+Inf``), from whichever of ``SCRAPES`` new connections reaches it; None if none did."""
+    for _ in range(SCRAPES):
+        async with httpx.AsyncClient(base_url=base_url, timeout=5.0) as http:
+            text = (await http.get("/metrics")).text
+        if 'ogcache_change_role{role="leader"} 1.0' not in text:
+            continue
+        buckets: dict[str, float] = {}
+        for line in text.splitlines():
+            if line.startswith("ogcache_change_lag_seconds_bucket{"):
+                name, value = line.rsplit(" ", 1)
+                buckets[name.split('le="')[1].split('"')[0]] = float(value)
+        return buckets
+    return None
+
+
+def histogram_over(
+    before: dict[str, float] | None, after: dict[str, float] | None
+) -> dict[str, Any] | None:
+    """The changes the leader applied between two scrapes: how many, and the bucket bounds
+    (ms) that hold their p50 and p99 (None: above the last finite bound)."""
+    if before is None or after is None or set(before) != set(after):
+        return None
+    diff = {bound: after[bound] - before[bound] for bound in after}
+    count = diff.get("+Inf", 0.0)
+
+    def bound_ms(q: float) -> float | None:
+        for bound, cumulative in sorted(
+            ((b, c) for b, c in diff.items() if b != "+Inf"), key=lambda item: float(item[0])
+        ):
+            if cumulative >= q * count:
+                return round(float(bound) * 1000, 3)
+        return None
+
+    return {
+        "count": count,
+        "p50_le_ms": bound_ms(0.5) if count else None,
+        "p99_le_ms": bound_ms(0.99) if count else None,
+        "buckets": diff,
+    }
+
+
 def _count_log(path: Path) -> tuple[int, int]:
     """(verifier inconsistencies, ERROR or CRITICAL lines) in the servers' log."""
     inconsistent = errors = 0
@@ -586,11 +629,18 @@ def _service_settings(
     }
 
 
+@dataclass(frozen=True, slots=True)
+class _Drive:
+    writer: Writer
+    readers: dict[str, Any]
+    loop_late_max_s: float  # the most this process's event loop was late meanwhile
+    leader_lag: dict[str, Any] | None  # the leader's lag histogram over the writes
+
+
 async def _drive(
     server: AppServer, fixture: Fixture, config: ChangesConfig, database_url: str
-) -> tuple[Writer, dict[str, Any], float]:
-    """Readers for the whole run, the writer after the warm-up; (the writer, the readers'
-    figures, the most this process's event loop was late meanwhile, in seconds)."""
+) -> _Drive:
+    """Readers for the whole run, the writer after the warm-up."""
     limits = httpx.Limits(max_connections=config.clients + 2 * config.targets * len(KINDS))
     late: list[float] = []
     stop = asyncio.Event()
@@ -606,12 +656,14 @@ async def _drive(
         try:
             await asyncio.sleep(config.warm)
             writer = Writer(pool, http, fixture, config)
+            histogram_before = await leader_histogram(server.base_url)
             await writer.run()
+            histogram = histogram_over(histogram_before, await leader_histogram(server.base_url))
         finally:
             figures = await readers.end()
             stop.set()
             await watch
-        return writer, figures, max(late, default=0.0)
+        return _Drive(writer, figures, max(late, default=0.0), histogram)
 
 
 @dataclass
@@ -645,9 +697,16 @@ async def run_mode(
         try:
             async with _fixture(db, keys[0], config) as fixture:
                 await server.start()
-                writer, readers, late = await _drive(server, fixture, config, db)
+                drive = await _drive(server, fixture, config, db)
                 stats = await _server_stats(server.base_url, keys[1])
-                parts = _Parts(writer, readers, stats, await capture_triggers(db), late)
+                stats["leader_lag_during_writes"] = drive.leader_lag
+                parts = _Parts(
+                    drive.writer,
+                    drive.readers,
+                    stats,
+                    await capture_triggers(db),
+                    drive.loop_late_max_s,
+                )
         finally:
             await asyncio.to_thread(server.stop)
             await _drop_keys(redis_url, settings["cache_prefix"])
@@ -755,6 +814,10 @@ def lag_table(results: list[ModeResult], cap: float) -> str:
     return "\n".join(lines)
 
 
+def _round(value: Any) -> Any:
+    return round(value, 1) if isinstance(value, float) else value
+
+
 def _server_line(r: ModeResult) -> str:
     leader = r.server.get("leader")
     changes = (leader or {}).get("changes")
@@ -765,8 +828,16 @@ def _server_line(r: ModeResult) -> str:
         lag = changes.get("lagMs") or {}
         shown = (
             f"stats.changes: enabled {changes.get('enabled')}, role {changes.get('role')}, "
-            f"applied {changes.get('applied')}, lagMs p50 {lag.get('p50')} p99 {lag.get('p99')}, "
-            f"backlog {changes.get('backlog')}"
+            f"applied {changes.get('applied')}, invalidated {changes.get('invalidated')}, "
+            f"failures {changes.get('failures')}, errors {changes.get('errors')}, lagMs p50 "
+            f"{_round(lag.get('p50'))} p99 {_round(lag.get('p99'))} (recent ones; "
+            f"{lag.get('count')} in all), backlog {changes.get('backlog')}"
+        )
+    during = r.server.get("leader_lag_during_writes")
+    if during:
+        shown += (
+            f"; leader's lag histogram over the writes: {during['count']:.0f} changes, p50 <= "
+            f"{during['p50_le_ms']} ms, p99 <= {during['p99_le_ms']} ms"
         )
     return (
         f"capture {'on' if r.capture else 'off'}: {shown}; verifier: {r.inconsistent_logged} "
