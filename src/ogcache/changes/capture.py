@@ -100,6 +100,7 @@ class ChangeCapture:
         self._analytics_due = 0.0  # monotonic time from which analytics may be invalidated
         self._analytics_pending = False
         self._position = 0  # SQLite: the last change applied
+        self._failed = False  # the last invalidation failed: retry after the poll interval
         self._lock_key = int.from_bytes(
             hashlib.sha256(f"ogcache.changes:{settings.consumer}".encode()).digest()[:8],
             "big",
@@ -145,7 +146,10 @@ class ChangeCapture:
                     self._stats.errors += 1
                     self._stats.last_error = f"{type(exc).__name__}: {exc}"
                     self._stats.role = "reconnecting"
-                    logger.warning("change capture lost the database, reconnecting: %s", exc)
+                    hint = " (run `ogcache db upgrade`)" if "cache_changes" in str(exc) else ""
+                    logger.warning(
+                        "change capture lost the database, reconnecting: %s%s", exc, hint
+                    )
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, MAX_BACKOFF)
         finally:
@@ -188,8 +192,10 @@ class ChangeCapture:
         self._wake.set()
 
     async def _sleep(self) -> None:
+        """Until a notification, the poll interval, or the moment deferred analytics changes
+        are due; after a failed invalidation, the poll interval whatever is due."""
         timeout = self._settings.poll_interval
-        if self._analytics_pending:
+        if self._analytics_pending and not self._failed:
             timeout = min(timeout, max(0.0, self._analytics_due - time.monotonic()))
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._wake.wait(), timeout)
@@ -209,8 +215,10 @@ class ChangeCapture:
                     await self._apply(changes, outbox.sessions_of)
                     await outbox.done(changes)
             except InvalidationFailed:
+                self._failed = True
                 self._stats.failures += 1
                 break
+            self._failed = False
             self._record(changes, started)
         self._stats.backlog = await outbox.backlog()
         self._analytics_pending = self._stats.backlog > 0
@@ -225,16 +233,17 @@ class ChangeCapture:
         self._stats.role = "local"
         while True:
             changes = await outbox.take(position)
-            first = await outbox.first_id() if changes else None
-            if position and first is not None and first > position + 1:
-                await self._missed(position, first)
+            if position and changes and changes[0].id > position + 1:  # ids have no gaps
+                await self._missed(position, changes[0].id)
             if changes:
                 started = time.monotonic()
                 try:
                     await self._apply(changes, outbox.sessions_of)
                 except InvalidationFailed:
+                    self._failed = True
                     self._stats.failures += 1
                 else:
+                    self._failed = False
                     position = self._position = changes[-1].id
                     await outbox.save(position)
                     self._record(changes, started)

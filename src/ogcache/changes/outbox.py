@@ -110,11 +110,6 @@ class SqliteOutbox:
         await self._db.commit()
         return changes
 
-    async def first_id(self) -> int | None:
-        value = await self._db.scalar(text("SELECT min(id) FROM cache_changes"))
-        await self._db.commit()
-        return None if value is None else int(value)
-
     async def sessions_of(self, users: set[str]) -> list[str]:
         names = {f"u{i}": user for i, user in enumerate(users)}
         placeholders = ", ".join(f":{name}" for name in names)
