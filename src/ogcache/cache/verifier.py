@@ -119,11 +119,6 @@ class Verifier:
         self._last_log = -math.inf
         self._suppressed = 0
 
-    @property
-    def pending(self) -> int:
-        """Checks scheduled and not yet finished."""
-        return len(self._tasks)
-
     def sample(
         self,
         namespace: Namespace[Any],
