@@ -78,6 +78,11 @@ class Settings(BaseSettings):
     local_max_entries: Annotated[int, Field(ge=1)] = 10_000
     local_max_bytes: Annotated[int, Field(ge=1024)] = 32 * 1024 * 1024
 
+    # Consistency verifier (docs/consistency.md): the share of cache hits re-read from the
+    # database verify_delay seconds later and compared (0: off).
+    verify_sample: Annotated[float, Field(ge=0, le=1)] = 0.001
+    verify_delay: Annotated[float, Field(gt=0, le=3600)] = 2.0
+
     token_ttl: Seconds = 3600
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 

@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import logging
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from types import TracebackType
 from urllib.parse import urlsplit
 
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from ogcache.cache import Cache, CacheBackend, create_backend
+from ogcache.cache import Cache, CacheBackend, VerifierSettings, create_backend
 from ogcache.cache.backends import create_upstash_backend
 from ogcache.changes import CaptureSettings, ChangeCapture
 from ogcache.config import Settings, redact_url
@@ -152,10 +152,11 @@ def _backend(settings: Settings) -> CacheBackend:
 
 
 def _cache(settings: Settings, backend: CacheBackend) -> Cache:
+    verifier = VerifierSettings(sample=settings.verify_sample, delay=settings.verify_delay)
     return Cache(
         backend,
         prefix=settings.cache_prefix,
-        policy=settings.cache_policy(),
+        policy=replace(settings.cache_policy(), verifier=verifier),
         breaker=settings.breaker_settings(),
         local=settings.local_settings(),
     )

@@ -41,6 +41,10 @@ _COUNTERS = (
     ("early_refreshes", "Entries refreshed before they expired."),
     ("short_circuited", "Calls that skipped the cache because its circuit was open."),
     ("oversized", "Values not cached because they exceeded the size limit."),
+    ("verified", "Sampled hits the verifier re-read from the database and compared."),
+    ("inconsistent", "Verified hits still differing from the database after a re-check."),
+    ("verify_skipped", "Verifier samples skipped: too many checks in flight."),
+    ("verify_errors", "Verifier checks whose database read or cache read failed."),
 )
 
 
@@ -59,6 +63,7 @@ class CacheCollector(Collector):
         if breaker is not None:
             yield from self._circuit(breaker)
         yield from self._local_tier()
+        yield self._inconsistency_age(snapshots)
         yield from self._up()
 
     @staticmethod
@@ -147,6 +152,18 @@ class CacheCollector(Collector):
             "Times the in-process tier was emptied (feed interrupted, cache cleared).",
             value=tier.flushes,
         )
+
+    @staticmethod
+    def _inconsistency_age(snapshots: dict[str, NamespaceStatsSnapshot]) -> Metric:
+        """The verifier's oldest inconsistent entry per namespace (an upper bound)."""
+        family = GaugeMetricFamily(
+            "ogcache_cache_inconsistency_age_seconds",
+            "Most seconds an entry found inconsistent can have been cached (max seen).",
+            labels=["namespace"],
+        )
+        for name, snapshot in snapshots.items():
+            family.add_metric([name], snapshot.inconsistency_age_max)
+        return family
 
     def _up(self) -> Iterator[Metric]:
         """Whether the backend answered the scrape handler's probe; nothing before one ran."""

@@ -40,6 +40,7 @@ from ogcache.cache.policy import Policy
 from ogcache.cache.protocol import CacheLike
 from ogcache.cache.report import CacheReport
 from ogcache.cache.stats import LatencySummary, NamespaceStatsSnapshot
+from ogcache.cache.verifier import VerifierSettings
 
 __all__ = [
     "MISSING",
@@ -76,6 +77,7 @@ __all__ = [
     "NamespaceStatsSnapshot",
     "Policy",
     "RedisBackend",
+    "VerifierSettings",
     "backend_schemes",
     "cached",
     "cached_many",

@@ -40,6 +40,7 @@ from ogcache.cache.report import CacheReport, Probe
 from ogcache.cache.stats import NamespaceStats, NamespaceStatsSnapshot
 from ogcache.cache.stored import Found, State, Stored, check_ttl
 from ogcache.cache.update import Update
+from ogcache.cache.verifier import Verifier
 
 __all__ = ["Cache", "CacheReport"]
 
@@ -55,10 +56,10 @@ class Cache(Administration):
     """Namespaced cache over a :class:`~ogcache.cache.backend.CacheBackend`.
 
     ``prefix`` is this application's keyspace in the store; ``clear`` removes only keys under
-    it. ``policy`` sets how entries are filled and stored; ``breaker`` puts a circuit breaker
-    around the store (``None``: none); ``local`` bounds the in-process tier used by namespaces
-    with a ``local_ttl`` (``None``: off). ``clock`` is the wall clock stored expiries use.
-    Use it as ``async with Cache(...) as cache:`` or call :meth:`close`.
+    it. ``policy`` sets how entries are filled, stored and verified; ``breaker`` puts a
+    circuit breaker around the store (``None``: none); ``local`` bounds the in-process tier
+    used by namespaces with a ``local_ttl`` (``None``: off). ``clock`` is the wall clock
+    stored expiries use. Use it as ``async with Cache(...) as cache:`` or call :meth:`close`.
     """
 
     def __init__(
@@ -91,6 +92,8 @@ class Cache(Administration):
         self._fills: Flights[Any] = Flights()
         self._reads: Flights[bytes | None] = Flights()
         self._probe: Memo[Probe] = Memo()
+        verify = policy.verifier  # None when off: the hit path then only tests for None
+        self._verifier = Verifier(verify, self._parts) if verify and verify.sample else None
 
     # --- keys and statistics -------------------------------------------------------------
 
@@ -305,6 +308,8 @@ class Cache(Administration):
         if self._early.due(namespace, found.entry):
             fill = Fill(self._parts, namespace, stats, key, full, loader, ttl)
             self._early.start(fill, found.entry)
+        if self._verifier is not None:
+            self._verifier.sample(namespace, stats, full, loader, found.entry, ttl)
         return found.value
 
     async def _read(
@@ -362,7 +367,9 @@ class Cache(Administration):
 
     async def close(self) -> None:
         """Let lease releases and refreshes finish (briefly), stop the invalidation feed and
-        release the store's connections."""
+        release the store's connections; cancel the verifier's pending checks."""
+        if self._verifier is not None:
+            await self._verifier.close()
         await self._parts.background.close()
         await self._l1.close()
         await self._store.close()

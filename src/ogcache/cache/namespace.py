@@ -9,6 +9,7 @@ simply expire).
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Final, Generic, TypeVar
 
@@ -50,6 +51,12 @@ class Namespace(Generic[T]):
     (the L1 tier) for at most that many seconds, dropped on any invalidation in any process;
     values served from it are shared objects, to be treated as immutable. Build keys with
     :meth:`key`.
+
+    For the consistency verifier (``docs/consistency.md``): ``compare_key`` maps a value to
+    what is compared with the database's (e.g. the value without a load timestamp that
+    differs on every load); ``None`` compares whole values. ``verify=False`` never checks
+    this namespace (entries not invalidated on write by design, or loaders that read
+    through the cache).
     """
 
     name: str
@@ -61,6 +68,8 @@ class Namespace(Generic[T]):
     early_refresh: bool = True
     log_keys: bool = True
     local_ttl: float = 0.0
+    compare_key: Callable[[T], object] | None = field(default=None, compare=False)
+    verify: bool = True
     stored_prefix: str = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:

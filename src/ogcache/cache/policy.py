@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Final
 
 from ogcache.cache.exceptions import CacheConfigurationError
+from ogcache.cache.verifier import VerifierSettings
 
 __all__ = ["Policy", "check_prefix"]
 
@@ -29,7 +30,9 @@ class Policy:
     - ``early_refresh_beta``: XFetch's beta; 0 turns early refresh off;
     - ``max_value_bytes``: larger encoded values are not cached (counted and logged once);
     - ``key_count_limit``: the most keys :meth:`Cache.count_keys` scans before it stops;
-    - ``error_log_interval``: store errors are logged at most once per this many seconds.
+    - ``error_log_interval``: store errors are logged at most once per this many seconds;
+    - ``verifier``: re-check a sample of hits against the loader
+      (:class:`~ogcache.cache.verifier.VerifierSettings`; ``None``: off).
     """
 
     ttl_jitter: float = 0.1
@@ -39,6 +42,7 @@ class Policy:
     max_value_bytes: int = 1024 * 1024
     key_count_limit: int = 100_000
     error_log_interval: float = 10.0
+    verifier: VerifierSettings | None = None
 
     def __post_init__(self) -> None:
         if not 0 <= self.ttl_jitter < 1:

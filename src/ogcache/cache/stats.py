@@ -108,6 +108,13 @@ class NamespaceStats:
     early_refreshes: int = 0
     short_circuited: int = 0
     oversized: int = 0
+    # The consistency verifier (ogcache.cache.verifier); ages are upper bounds, in seconds.
+    verified: int = 0
+    inconsistent: int = 0
+    verify_skipped: int = 0
+    verify_errors: int = 0
+    inconsistency_age_max: float = 0.0
+    inconsistency_age_last: float | None = None
     operations: LatencyWindow = field(default_factory=LatencyWindow)
     load_times: LatencyWindow = field(default_factory=LatencyWindow)
 
@@ -135,6 +142,12 @@ class NamespaceStats:
             oversized=self.oversized,
             operation_latency=self.operations.summary(),
             load_latency=self.load_times.summary(),
+            verified=self.verified,
+            inconsistent=self.inconsistent,
+            verify_skipped=self.verify_skipped,
+            verify_errors=self.verify_errors,
+            inconsistency_age_max=self.inconsistency_age_max,
+            inconsistency_age_last=self.inconsistency_age_last,
         )
 
 
@@ -153,6 +166,11 @@ class NamespaceStatsSnapshot:
     ``short_circuited`` calls that skipped the cache because its circuit breaker was open;
     ``oversized`` values not cached because they exceeded ``max_value_bytes``.
     ``local_hits`` counts the hits (included in ``hits``) served from the in-process tier.
+    The verifier's (``docs/consistency.md``): ``verified`` sampled hits checked against the
+    loader, ``inconsistent`` those found still differing from it (included in ``verified``),
+    ``verify_skipped`` samples dropped because ``max_pending`` checks were in flight,
+    ``verify_errors`` checks whose loader or store failed; ``inconsistency_age_max`` and
+    ``_last`` bound how long an inconsistent entry had been cached (seconds).
     """
 
     namespace: str
@@ -176,3 +194,9 @@ class NamespaceStatsSnapshot:
     oversized: int
     operation_latency: LatencySummary
     load_latency: LatencySummary
+    verified: int = 0
+    inconsistent: int = 0
+    verify_skipped: int = 0
+    verify_errors: int = 0
+    inconsistency_age_max: float = 0.0
+    inconsistency_age_last: float | None = None

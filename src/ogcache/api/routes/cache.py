@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from ogcache.api.change_metrics import changes_json
 from ogcache.api.deps import AdminDep, IsAdminDep, RuntimeDep
 from ogcache.api.errors import BadRequestRoute
-from ogcache.cache import CacheReport, NamespaceStatsSnapshot
+from ogcache.cache import CacheReport, NamespaceStatsSnapshot, VerifierSettings
 from ogcache.cache.local import LocalStats
 from ogcache.errors import InvalidInputError
 
@@ -77,17 +77,17 @@ class CacheActionResult(BaseModel):
     prefix: str | None = None
 
 
-def report_json(report: CacheReport) -> dict[str, Any]:
+def report_json(report: CacheReport, verifier: VerifierSettings | None = None) -> dict[str, Any]:
     """The statistics in the original API's shape, with ours added."""
     return {
         "available": report.available,
         "backend": report.backend,
         "prefix": report.prefix,
-        "stats": _stats_json(report),
+        "stats": _stats_json(report, verifier),
     }
 
 
-def _stats_json(report: CacheReport) -> dict[str, Any]:
+def _stats_json(report: CacheReport, verifier: VerifierSettings | None) -> dict[str, Any]:
     """The original's ``stats`` object; the optional sections only when the cache has them."""
     hits = sum(s.hits for s in report.namespaces.values())
     lookups = hits + sum(s.misses for s in report.namespaces.values())
@@ -118,6 +118,8 @@ def _stats_json(report: CacheReport) -> dict[str, Any]:
         stats["local"] = _local_json(report.local, live=report.local_live)
     if report.error:
         stats["error"] = report.error
+    if verifier is not None:
+        stats["verifier"] = _verifier_json(report, verifier)
     return stats
 
 
@@ -131,6 +133,9 @@ def _namespace_json(stats: NamespaceStatsSnapshot) -> dict[str, Any]:
         "loadErrors": stats.load_errors,
         "errors": stats.errors,
         "invalidations": stats.invalidations,
+        "verified": stats.verified,
+        "inconsistent": stats.inconsistent,
+        "inconsistencyAgeSeconds": stats.inconsistency_age_max,
         "latencyMs": {
             "mean": stats.operation_latency.mean_ms,
             "p50": stats.operation_latency.p50_ms,
@@ -140,6 +145,20 @@ def _namespace_json(stats: NamespaceStatsSnapshot) -> dict[str, Any]:
             "mean": stats.load_latency.mean_ms,
             "p99": stats.load_latency.p99_ms,
         },
+    }
+
+
+def _verifier_json(report: CacheReport, verifier: VerifierSettings) -> dict[str, Any]:
+    """The consistency verifier's settings and totals (docs/consistency.md)."""
+    namespaces = report.namespaces.values()
+    return {
+        "sample": verifier.sample,
+        "delaySeconds": verifier.delay,
+        "verified": sum(s.verified for s in namespaces),
+        "inconsistent": sum(s.inconsistent for s in namespaces),
+        "maxInconsistencyAgeSeconds": max(
+            (s.inconsistency_age_max for s in namespaces), default=0.0
+        ),
     }
 
 
@@ -161,7 +180,7 @@ async def cache_stats(runtime: RuntimeDep, admin: IsAdminDep) -> dict[str, Any]:
     count and memory are measured at most every ``OGCACHE_STATS_MAX_AGE`` seconds for callers
     without the admin token (``measuredSecondsAgo`` says when)."""
     max_age = 0.0 if admin else runtime.settings.stats_max_age
-    body = report_json(await runtime.cache.report(max_age=max_age))
+    body = report_json(await runtime.cache.report(max_age=max_age), runtime.cache.policy.verifier)
     body["stats"]["changes"] = changes_json(
         runtime.changes.stats, enabled=runtime.settings.change_capture
     )
