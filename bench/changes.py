@@ -827,6 +827,46 @@ def _round(value: Any) -> Any:
     return round(value, 1) if isinstance(value, float) else value
 
 
+def verifier_totals(result: ModeResult) -> tuple[int, int, int] | None:
+    """(verified, inconsistent, workers seen) from GET /api/cache: the last answer of each
+    worker, told apart by its change-capture role (one leader, the others standbys)."""
+    last: dict[str, dict[str, Any]] = {}
+    for answer in result.server["cache_stats"]:
+        role = (answer.get("changes") or {}).get("role")
+        if answer.get("verifier") and role:
+            last[role] = answer["verifier"]
+    if not last:
+        return None
+    return (
+        sum(int(v.get("verified") or 0) for v in last.values()),
+        sum(int(v.get("inconsistent") or 0) for v in last.values()),
+        len(last),
+    )
+
+
+def service_table(results: list[ModeResult]) -> str:
+    header = (
+        f"{'capture':<7} {'applied':>7} {'invalidated':>11} {'lag p50<=':>9} {'p99<=':>6} "
+        f"{'verified':>8} {'inconsistent':>12} {'(log)':>5} {'old after new':>13} "
+        f"{'suspected':>9} {'reads':>6} {'failed':>6}"
+    )
+    lines = [header, "-" * len(header)]
+    for r in results:
+        changes = (r.server.get("leader") or {}).get("changes") or {}
+        during = r.server.get("leader_lag_during_writes") or {}
+        totals = verifier_totals(r)
+        verified, inconsistent = (totals[0], totals[1]) if totals else ("-", "-")
+        lines.append(
+            f"{'on' if r.capture else 'off':<7} {changes.get('applied', '-'):>7} "
+            f"{changes.get('invalidated', '-'):>11} {during.get('p50_le_ms', '-'):>9} "
+            f"{during.get('p99_le_ms', '-'):>6} {verified:>8} {inconsistent:>12} "
+            f"{r.inconsistent_logged:>5} {r.regressions:>13} "
+            f"{r.breaker_logged.get('suspected', 0):>9} {r.readers['requests']:>6} "
+            f"{r.readers['failed']:>6}"
+        )
+    return "\n".join(lines)
+
+
 def _server_line(r: ModeResult) -> str:
     leader = r.server.get("leader")
     changes = (leader or {}).get("changes")
@@ -998,6 +1038,9 @@ def _report(
         },
         "duration_s": round(time.monotonic() - began, 1),
         "checks": checks(modes),
+        "verifier_totals": {  # (verified, inconsistent, workers seen) from GET /api/cache
+            "on" if r.capture else "off": verifier_totals(r) for r in modes
+        },
         "modes": [asdict(r) for r in modes],
         "trigger_cost": found["trigger_cost"],
     }
@@ -1015,6 +1058,14 @@ def format_report(report: dict[str, Any], modes: list[ModeResult]) -> str:
         f", after {load['load_average_after']}.",
         f"Capture triggers in the database: {report['feature']['capture_triggers'] or 'none'}",
         lag_table(modes, c["cap"]),
+        "",
+        "",
+        "The service: applied/invalidated (GET /api/cache, the leader); lag p50/p99: bucket "
+        "bounds (ms) of the leader's ogcache_change_lag_seconds over the writes only; "
+        "verified/inconsistent: the verifier (GET /api/cache, both workers), (log): its lines; "
+        "old after new: responses showing a write's old value after one showed the new; "
+        "suspected: breaker suspicions logged",
+        service_table(modes),
         "",
         *(_server_line(r) for r in modes),
     ]
