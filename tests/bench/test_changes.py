@@ -28,7 +28,7 @@ def test_changes_bench_reports_both_modes_and_capture_on_beats_the_cap(
     output = tmp_path / "changes.json"
     main(
         [
-            "changes", "--duration", "1.6", "--warm", "1", "--cap", str(CAP_S),
+            "changes", "--duration", "1.6", "--warm", "0.5", "--cap", str(CAP_S),
             "--targets", "3", "--statements", "40", "--rounds", "2",
             "--output", str(output),
         ]
