@@ -336,7 +336,8 @@ def test_menu_commands_on_a_database_not_migrated_fail_readably(
     for arguments in (("list",), ("delete", "1")):
         code, output = invoke("menu", *arguments)
         assert code == 1, output
-        assert "error: the database refused" in output
+        assert "error: the database refused: no such table: menu_items" in output
+        assert "ogcache db upgrade" in output
         assert "Traceback" not in output
 
 

@@ -494,7 +494,9 @@ async def _database_read_or_write(work: Awaitable[T]) -> T:
         return await work
     except DBAPIError as exc:
         reason = str(exc.orig).splitlines()[0] if exc.orig else type(exc).__name__
-        raise OgcacheError(f"the database refused: {reason} (run `ogcache db upgrade`?)") from None
+        if "no such table" in reason or "does not exist" in reason:
+            reason += "; run `ogcache db upgrade` first"
+        raise OgcacheError(f"the database refused: {reason}") from None
 
 
 def _write_menu(write: Callable[[MenuService], Awaitable[T]]) -> T:
