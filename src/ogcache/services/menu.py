@@ -124,6 +124,14 @@ class MenuService:
             ]
         return entries
 
+    async def list_items(self) -> list[MenuItemPublic]:
+        """Every item, available or not, in menu order, from the database (the admin's view)."""
+        async with self._db() as session:
+            rows = await session.scalars(
+                select(MenuItem).order_by(MenuItem.sort_order, MenuItem.name)
+            )
+            return [MenuItemPublic.model_validate(row) for row in rows]
+
     async def get_item(self, item_id: int) -> MenuItemPublic:
         async with self._db() as session:
             row = await session.get(MenuItem, item_id)
