@@ -27,6 +27,7 @@ from ogcache.log import configure_logging
 from ogcache.runtime import Runtime
 from ogcache.schemas import MenuItemCreate, MenuItemPublic, MenuItemUpdate
 from ogcache.services import MenuService, WarmupReport
+from ogcache.services.menu import price_tiers
 
 __all__ = ["app", "main"]
 
@@ -467,16 +468,7 @@ def _cleared(clear: list[str], fields: dict[str, Any]) -> list[str]:
 
 def _item_line(item: MenuItemPublic) -> str:
     """One item on one line: id, name, category (and type), prices, availability."""
-    tiers = [
-        f"{label} {price}"
-        for label, price in (
-            ("1pc", item.price_1pc),
-            ("1g", item.price_1g),
-            ("5g", item.price_5g),
-            ("20g", item.price_20g),
-        )
-        if price is not None
-    ]
+    tiers = [f"{label} {price}" for label, price in price_tiers(item)]
     kind = ", ".join(part for part in (item.category, item.type) if part)
     prices = f"{', '.join(tiers)} THB" if tiers else "no price"
     flags = ["available" if item.available else "unavailable"]
