@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import socket
 from collections.abc import Iterator
 from pathlib import Path
@@ -10,6 +11,8 @@ import pytest
 from typer.testing import CliRunner
 
 from ogcache.cli import app
+from ogcache.config import load_settings
+from ogcache.runtime import Runtime
 from tests.conftest import unique_prefix
 
 runner = CliRunner()
@@ -173,3 +176,184 @@ def test_cache_commands_refuse_an_in_process_cache_they_cannot_see(
     assert "/api/cache" in output
     assert "Warmed" not in output
     assert "removed" not in output
+
+
+def menu_read(*, concentrates: bool = False) -> tuple[str, int]:
+    """The agent's menu text as a fresh runtime of these settings reads it now, and whether
+    that read was a cache hit (1) or loaded from the database (0). Without the in-process
+    tier: this runtime lives for one read (and one closed right after its tier's Redis feed
+    started leaves that connection to the garbage collector, a ResourceWarning)."""
+
+    async def read() -> tuple[str, int]:
+        async with Runtime.open(load_settings(_env_file=None, local_ttl_menu=0)) as runtime:
+            text = await runtime.menu.get_context(include_concentrates=concentrates)
+            return text, runtime.cache.stats()["menu:context"].hits
+
+    return asyncio.run(read())
+
+
+def item_id(name: str) -> int:
+    """The id `menu list` shows for ``name``."""
+    (line,) = [line for line in invoke("menu", "list")[1].splitlines() if f"  {name}  " in line]
+    return int(line.split()[0].removeprefix("#"))
+
+
+@pytest.fixture
+def warm_menu(seeded: dict[str, str]) -> dict[str, str]:
+    """The demo menu with all four of its entries cached (both texts load both menus), and a
+    read served from the cache."""
+    menu_read()
+    menu_read(concentrates=True)
+    assert "keys: 4" in invoke("cache", "stats")[1]
+    assert menu_read()[1] == 1
+    assert menu_read(concentrates=True)[1] == 1
+    return seeded
+
+
+def test_menu_list_shows_every_item_with_prices(seeded: dict[str, str]) -> None:
+    code, output = invoke("menu", "list")
+    assert code == 0, output
+    lines = output.splitlines()
+    assert f"#{item_id('Gelato 41')}  Gelato 41  (TOP SHELF, hybrid)  1g " in output
+    assert lines[-1] == "40 items, 36 available"
+    assert sum("  unavailable" in line for line in lines) == 4
+
+
+def test_menu_add_shows_on_the_next_read_of_the_cached_menu(warm_menu: dict[str, str]) -> None:
+    code, output = invoke(
+        "menu", "add", "--name", "Koh Phangan Haze", "--category", "TOP SHELF",
+        "--type", "sativa", "--thc", "27.5", "--price-1g", "777", "--price-5g", "3333",
+        "--description", "Island grown", "--sort-order", "5",
+    )  # fmt: skip
+    assert code == 0, output
+    assert "added #41  Koh Phangan Haze  (TOP SHELF, sativa)  1g 777, 5g 3333 THB  available" in (
+        output
+    )
+    assert "warning" not in output
+    assert "keys: 0" in invoke("cache", "stats")[1]  # all four entries dropped
+    text, hits = menu_read()
+    assert hits == 0
+    assert "- Koh Phangan Haze (sativa, THC 27.5%): 1g 777 THB, 5g 3333 THB" in text
+
+
+def test_menu_add_of_a_concentrate_shows_in_that_variant_only(warm_menu: dict[str, str]) -> None:
+    code, output = invoke(
+        "menu", "add", "--name", "Lebanese Gold", "--category", "HASH", "--price-1g", "900",
+        "--concentrate", "--ours",
+    )  # fmt: skip
+    assert code == 0, output
+    assert "available, concentrate" in output
+    assert "- Lebanese Gold: 1g 900 THB" in menu_read(concentrates=True)[0]
+    assert "Lebanese Gold" not in menu_read()[0]
+
+
+def test_menu_set_changes_prices_and_availability_for_the_next_read(
+    warm_menu: dict[str, str],
+) -> None:
+    gelato = item_id("Gelato 41")
+    code, output = invoke("menu", "set", str(gelato), "--price-1g", "900", "--clear", "price-20g")
+    assert code == 0, output
+    assert f"changed #{gelato}  Gelato 41  (TOP SHELF, hybrid)  1g 900, 5g " in output
+    assert "20g" not in output
+    text, hits = menu_read()
+    assert hits == 0
+    (line,) = [line for line in text.splitlines() if line.startswith("- Gelato 41 (")]
+    assert "1g 900 THB" in line
+    assert "20g" not in line
+
+    assert menu_read()[1] == 1  # cached again
+    code, output = invoke("menu", "set", str(gelato), "--unavailable")
+    assert code == 0, output
+    assert output.rstrip().endswith("unavailable")
+    assert "- Gelato 41 (" not in menu_read()[0]
+    code, output = invoke("menu", "set", str(gelato), "--available")
+    assert code == 0, output
+    assert "- Gelato 41 (" in menu_read()[0]
+
+
+def test_menu_delete_removes_the_item_from_the_next_read(warm_menu: dict[str, str]) -> None:
+    gelato = item_id("Gelato 41")
+    code, output = invoke("menu", "delete", str(gelato))
+    assert code == 0, output
+    assert f"deleted menu item {gelato}" in output
+    assert "- Gelato 41 (" not in menu_read()[0]
+    assert "39 items" in invoke("menu", "list")[1]
+    code, output = invoke("menu", "delete", str(gelato))
+    assert code == 1
+    assert f"no menu item with id {gelato}" in output
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        (("add", "--name", " ", "--category", "X"), "--name: String should have at least 1"),
+        (("add", "--name", "A", "--category", "X", "--price-1g", "-1"), "--price-1g: Input"),
+        (("add", "--name", "A", "--category", "X", "--thc", "101"), "--thc: Input should be"),
+        (("add", "--name", "A", "--category", "X", "--type", "ruderalis"), "--type: Input"),
+        (("add", "--name", "A", "--category", "X", "--sort-order", "2000000"), "--sort-order"),
+        (("set", "1"), "nothing to change"),
+        (("set", "1", "--category", ""), "--category: String should have at least 1"),
+        (("set", "1", "--clear", "colour"), "--clear colour: not one of type, thc"),
+        (("set", "1", "--clear", "price-1g", "--price-1g", "5"), "contradicts --price-1g"),
+    ],
+)
+def test_invalid_menu_input_is_one_line_and_exit_2(
+    seeded: dict[str, str], arguments: tuple[str, ...], message: str
+) -> None:
+    before = invoke("menu", "list")[1]
+    code, output = invoke("menu", *arguments)
+    assert code == 2, output
+    assert output.strip().splitlines() == [output.strip()]
+    assert output.startswith("error: ")
+    assert message in output
+    assert invoke("menu", "list")[1] == before  # nothing written
+
+
+@pytest.mark.parametrize("arguments", [("set", "0", "--price-1g", "1"), ("delete", "abc")])
+def test_an_item_id_that_cannot_exist_is_a_usage_error(
+    environment: dict[str, str], arguments: tuple[str, ...]
+) -> None:
+    code, output = invoke("menu", *arguments)
+    assert code == 2, output
+    assert "ID" in output
+
+
+def test_menu_add_of_a_taken_name_fails_readably(seeded: dict[str, str]) -> None:
+    code, output = invoke("menu", "add", "--name", "Gelato 41", "--category", "HASH")
+    assert code == 1
+    assert "error: a menu item named 'Gelato 41' already exists" in output
+
+
+def test_menu_set_of_an_unknown_item_fails_readably(seeded: dict[str, str]) -> None:
+    code, output = invoke("menu", "set", "999999", "--price-1g", "1")
+    assert code == 1
+    assert "no menu item with id 999999" in output
+
+
+def test_menu_commands_on_a_database_not_migrated_fail_readably(
+    environment: dict[str, str],
+) -> None:
+    for arguments in (("list",), ("delete", "1")):
+        code, output = invoke("menu", *arguments)
+        assert code == 1, output
+        assert "error: the database refused: no such table: menu_items" in output
+        assert "ogcache db upgrade" in output
+        assert "Traceback" not in output
+
+
+def test_menu_write_with_an_in_process_cache_warns_only_with_change_capture_off(
+    environment: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The write reaches the database; a running server applies it from there (change
+    capture), unless capture is off: then the cache it invalidated is this command's own, and
+    the operator is told so."""
+    monkeypatch.delenv("OGCACHE_REDIS_URL")
+    assert invoke("db", "upgrade")[0] == 0
+    code, output = invoke("menu", "add", "--name", "Solo", "--category", "X", "--price-1g", "5")
+    assert code == 0, output
+    assert "warning" not in output
+    assert "#1  Solo  (X)  1g 5 THB  available" in invoke("menu", "list")[1]
+    monkeypatch.setenv("OGCACHE_CHANGE_CAPTURE", "false")
+    code, output = invoke("menu", "add", "--name", "Duo", "--category", "X")
+    assert code == 0, output
+    assert "OGCACHE_CHANGE_CAPTURE=false and an in-process cache" in output

@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from pathlib import Path
-from typing import Annotated, TypeVar
+from typing import Annotated, Any, NoReturn, TypeVar
 
 import typer
+from pydantic import BaseModel, ValidationError
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn
 from rich.table import Table
 
@@ -23,7 +25,9 @@ from ogcache.config import Settings, load_settings, redact_url
 from ogcache.errors import OgcacheError
 from ogcache.log import configure_logging
 from ogcache.runtime import Runtime
-from ogcache.services import WarmupReport
+from ogcache.schemas import MenuItemCreate, MenuItemPublic, MenuItemUpdate
+from ogcache.services import MenuService, WarmupReport
+from ogcache.services.menu import price_tiers
 
 __all__ = ["app", "main"]
 
@@ -33,6 +37,10 @@ app = typer.Typer(help="OG Lab agent backend with the ogcache cache layer.", no_
 db_app = typer.Typer(help="Database schema and demo data.", no_args_is_help=True)
 cache_app = typer.Typer(help="Inspect and clear the cache.", no_args_is_help=True)
 token_app = typer.Typer(help="Access tokens for operators and the demo.", no_args_is_help=True)
+menu_app = typer.Typer(
+    help="List and edit the menu; every write drops the menu's cached entries.",
+    no_args_is_help=True,
+)
 
 
 def _print_version(value: bool) -> None:
@@ -58,6 +66,7 @@ def _root(
 app.add_typer(db_app, name="db")
 app.add_typer(cache_app, name="cache")
 app.add_typer(token_app, name="token")
+app.add_typer(menu_app, name="menu")
 
 console = Console(emoji=False, highlight=False)
 errors = Console(stderr=True, emoji=False, highlight=False)
@@ -395,6 +404,201 @@ def token_issue(
     """Open a session for a user and print an access token for it."""
     issued = _run(lambda runtime: runtime.auth.issue_token(user, ttl=ttl))
     print(issued.access_token)
+
+
+# Options of `menu add` and `menu set`, named after the fields they fill (price_1g:
+# --price-1g); their bounds are the schemas', checked in one place by _validated.
+ItemIdArgument = Annotated[
+    int,
+    typer.Argument(
+        min=1, max=2**31 - 1, metavar="ID", help="The item's id, as `ogcache menu list` shows."
+    ),
+]
+CategoryOption = Annotated[str | None, typer.Option(help="Category, e.g. 'TOP SHELF'.")]
+TypeOption = Annotated[str | None, typer.Option("--type", help="indica, sativa or hybrid.")]
+PercentOption = Annotated[float | None, typer.Option(help="Percent, 0 to 100.")]
+PriceOption = Annotated[int | None, typer.Option(help="Price in THB.")]
+AvailableOption = Annotated[
+    bool | None, typer.Option("--available/--unavailable", help="Shown on the menu or not.")
+]
+DescriptionOption = Annotated[str | None, typer.Option(help="Free text, up to 1000 characters.")]
+SortOrderOption = Annotated[int | None, typer.Option(help="Position on the menu (lower first).")]
+
+# Fields `menu set --clear` may empty: the nullable ones of MenuItemUpdate.
+CLEARABLE = (
+    "type", "thc", "cbd", "cbg", "price_1pc", "price_1g", "price_5g", "price_20g", "description"
+)  # fmt: skip
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def _usage_error(message: str) -> NoReturn:
+    """One line on stderr and exit 2: the command was given input it cannot use."""
+    errors.print(f"[bold red]error:[/] {escape(message)}", soft_wrap=True)
+    raise typer.Exit(2)
+
+
+def _validated(model: type[M], fields: dict[str, Any], nulls: Iterable[str] = ()) -> M:
+    """The options given (``None``: not given, dropped) and ``nulls`` set to ``None`` as
+    ``model``, or exit 2 naming each option that is wrong, by its option name."""
+    given = {name: value for name, value in fields.items() if value is not None}
+    try:
+        return model.model_validate(given | dict.fromkeys(nulls))
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"--{'.'.join(str(part) for part in error['loc']).replace('_', '-')}: {error['msg']}"
+            for error in exc.errors()
+        )
+        _usage_error(f"invalid menu item: {problems}")
+
+
+def _cleared(clear: list[str], fields: dict[str, Any]) -> list[str]:
+    """The fields ``--clear`` names (``price-1g`` or ``price_1g``), or exit 2 for one that
+    cannot be cleared or is also given a value."""
+    names: list[str] = []
+    for option in clear:
+        name = option.removeprefix("--").replace("-", "_")
+        if name not in CLEARABLE:
+            _usage_error(f"--clear {option}: not one of {', '.join(CLEARABLE)}")
+        if fields.get(name) is not None:
+            _usage_error(f"--clear {option} contradicts --{name.replace('_', '-')}")
+        names.append(name)
+    return names
+
+
+def _item_line(item: MenuItemPublic) -> str:
+    """One item on one line: id, name, category (and type), prices, availability."""
+    tiers = [f"{label} {price}" for label, price in price_tiers(item)]
+    kind = ", ".join(part for part in (item.category, item.type) if part)
+    prices = f"{', '.join(tiers)} THB" if tiers else "no price"
+    flags = ["available" if item.available else "unavailable"]
+    if item.is_concentrate:
+        flags.append("concentrate")
+    return f"#{item.id}  {item.name}  ({kind})  {prices}  {', '.join(flags)}"
+
+
+async def _database_read_or_write(work: Awaitable[T]) -> T:
+    """``work``, with a database error (e.g. a database not migrated yet) as a message, not
+    a traceback: ``_run`` reports it and exits 1."""
+    from sqlalchemy.exc import DBAPIError
+
+    try:
+        return await work
+    except DBAPIError as exc:
+        reason = str(exc.orig).splitlines()[0] if exc.orig else type(exc).__name__
+        if "no such table" in reason or "does not exist" in reason:
+            reason += "; run `ogcache db upgrade` first"
+        raise OgcacheError(f"the database refused: {reason}") from None
+
+
+def _write_menu(write: Callable[[MenuService], Awaitable[T]]) -> T:
+    """Run one menu write through the service (database, then cache invalidation). Running
+    servers apply it from the database (change capture) whatever cache this command has; with
+    capture off, a cache in this process is not the server's, so say so."""
+
+    async def work(runtime: Runtime) -> T:
+        result = await _database_read_or_write(write(runtime.menu))
+        try:
+            _require_shared_cache(runtime.settings)
+        except OgcacheError:
+            if not runtime.settings.change_capture:
+                errors.print(
+                    "[yellow]warning:[/] written to the database, but with "
+                    "OGCACHE_CHANGE_CAPTURE=false and an in-process cache a running server "
+                    "shows its cached menu until it expires (OGCACHE_TTL_MENU)",
+                    soft_wrap=True,
+                )
+        return result
+
+    return _run(work)
+
+
+@menu_app.command("list")
+def menu_list() -> None:
+    """Every item, available or not, in menu order: id, name, category, prices."""
+    items = _run(lambda runtime: _database_read_or_write(runtime.menu.list_items()))
+    for item in items:
+        typer.echo(_item_line(item))
+    shown = sum(item.available for item in items)
+    typer.echo(f"{len(items)} items, {shown} available")
+
+
+@menu_app.command("add")
+def menu_add(
+    name: Annotated[str, typer.Option(help="Unique name, e.g. 'Gelato 41'.")],
+    category: Annotated[str, typer.Option(help="Category, e.g. 'TOP SHELF'.")],
+    kind: TypeOption = None,
+    thc: PercentOption = None,
+    cbd: PercentOption = None,
+    cbg: PercentOption = None,
+    price_1pc: PriceOption = None,
+    price_1g: PriceOption = None,
+    price_5g: PriceOption = None,
+    price_20g: PriceOption = None,
+    concentrate: Annotated[
+        bool,
+        typer.Option(
+            "--concentrate", help="Hash, rosin, resin: on the menu variant with concentrates only."
+        ),
+    ] = False,
+    ours: Annotated[bool, typer.Option("--ours", help="Grown by OG Lab.")] = False,
+    available: AvailableOption = None,
+    description: DescriptionOption = None,
+    sort_order: SortOrderOption = None,
+) -> None:
+    """Add an item (exit 2 for invalid input, 1 if the name is taken)."""
+    data = _validated(
+        MenuItemCreate,
+        {
+            "name": name, "category": category, "type": kind, "thc": thc, "cbd": cbd,
+            "cbg": cbg, "price_1pc": price_1pc, "price_1g": price_1g, "price_5g": price_5g,
+            "price_20g": price_20g, "is_concentrate": concentrate, "our": ours,
+            "available": available, "description": description, "sort_order": sort_order,
+        },
+    )  # fmt: skip
+    item = _write_menu(lambda menu: menu.create_item(data))
+    typer.echo(f"added {_item_line(item)}")
+
+
+@menu_app.command("set")
+def menu_set(
+    item_id: ItemIdArgument,
+    category: CategoryOption = None,
+    kind: TypeOption = None,
+    thc: PercentOption = None,
+    cbd: PercentOption = None,
+    cbg: PercentOption = None,
+    price_1pc: PriceOption = None,
+    price_1g: PriceOption = None,
+    price_5g: PriceOption = None,
+    price_20g: PriceOption = None,
+    available: AvailableOption = None,
+    description: DescriptionOption = None,
+    sort_order: SortOrderOption = None,
+    clear: Annotated[
+        list[str] | None,
+        typer.Option(help=f"Remove a field's value (repeatable): {', '.join(CLEARABLE)}."),
+    ] = None,
+) -> None:
+    """Change the options given of one item, e.g. `--price-1g 900 --unavailable`."""
+    fields = {
+        "category": category, "type": kind, "thc": thc, "cbd": cbd, "cbg": cbg,
+        "price_1pc": price_1pc, "price_1g": price_1g, "price_5g": price_5g,
+        "price_20g": price_20g, "available": available, "description": description,
+        "sort_order": sort_order,
+    }  # fmt: skip
+    changes = _validated(MenuItemUpdate, fields, _cleared(clear or [], fields))
+    if not changes.model_fields_set:
+        _usage_error("nothing to change: give an option, e.g. --price-1g 900 or --unavailable")
+    item = _write_menu(lambda menu: menu.update_item(item_id, changes))
+    typer.echo(f"changed {_item_line(item)}")
+
+
+@menu_app.command("delete")
+def menu_delete(item_id: ItemIdArgument) -> None:
+    """Delete one item (exit 1 if there is no such item)."""
+    _write_menu(lambda menu: menu.delete_item(item_id))
+    typer.echo(f"deleted menu item {item_id}")
 
 
 def main() -> None:

@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from datetime import date, datetime
 from typing import Annotated, Any, Final, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
 __all__ = [
     "MAX_JSON_DEPTH",
@@ -194,14 +194,37 @@ class MenuItemPublic(_Public):
 
 _Price = Field(default=None, ge=0, le=10_000_000)
 _Percent = Field(default=None, ge=0, le=100)
+_SORT_ORDER_BOUND: Final = 1_000_000  # far inside a 32-bit INTEGER column
+
+
+def _one_line(value: str) -> str:
+    # A name or category is one line of the agent's menu text: a line break or another
+    # control character in it would start a line the prompt does not expect.
+    if any(ord(char) < 32 or ord(char) == 127 for char in value):
+        raise ValueError("must be one line of text, without control characters")
+    return value
+
+
+ItemName = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, min_length=1, max_length=120),
+    AfterValidator(_one_line),
+]
+ItemCategory = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, min_length=1, max_length=60),
+    AfterValidator(_one_line),
+]
+ItemType = Literal["indica", "sativa", "hybrid"]
+SortOrder = Annotated[int, Field(ge=-_SORT_ORDER_BOUND, le=_SORT_ORDER_BOUND)]
 
 
 class MenuItemCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    name: str = Field(min_length=1, max_length=120)
-    category: str = Field(min_length=1, max_length=60)
-    type: Literal["indica", "sativa", "hybrid"] | None = None
+    name: ItemName
+    category: ItemCategory
+    type: ItemType | None = None
     thc: float | None = _Percent
     cbg: float | None = _Percent
     cbd: float | None = _Percent
@@ -213,15 +236,18 @@ class MenuItemCreate(BaseModel):
     our: bool = False
     available: bool = True
     description: str | None = Field(default=None, max_length=1000)
-    sort_order: int = 0
+    sort_order: SortOrder = 0
 
 
 class MenuItemUpdate(BaseModel):
-    """Fields to change on one menu item; unset fields keep their value."""
+    """Fields to change on one menu item; unset fields keep their value. ``null`` clears a
+    nullable field (a price tier, ``type``, ``description``); the service refuses it for
+    ``category``, ``available`` and ``sort_order``."""
 
     model_config = ConfigDict(extra="forbid")
 
-    category: str | None = Field(default=None, min_length=1, max_length=60)
+    category: ItemCategory | None = None
+    type: ItemType | None = None
     thc: float | None = _Percent
     cbg: float | None = _Percent
     cbd: float | None = _Percent
@@ -231,7 +257,7 @@ class MenuItemUpdate(BaseModel):
     price_20g: int | None = _Price
     available: bool | None = None
     description: str | None = Field(default=None, max_length=1000)
-    sort_order: int | None = None
+    sort_order: SortOrder | None = None
 
 
 class MenuPublic(_Public):

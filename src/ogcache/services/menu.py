@@ -20,7 +20,7 @@ from ogcache.schemas import MenuItemCreate, MenuItemPublic, MenuItemUpdate, Menu
 from ogcache.services.base import ServiceContext
 from ogcache.services.namespaces import MENU_CONTEXT_KEYS, MENU_KEYS, CacheEntry
 
-__all__ = ["MenuService", "render_menu_context"]
+__all__ = ["MenuService", "price_tiers", "render_menu_context"]
 
 # Columns that ``MenuItemUpdate`` types as optional only to mean "unchanged": never null.
 _NOT_NULL = ("category", "available", "sort_order")
@@ -34,17 +34,19 @@ def _context_key(include_concentrates: bool) -> str:
     return MENU_CONTEXT_KEYS[1] if include_concentrates else MENU_CONTEXT_KEYS[0]
 
 
+def price_tiers(item: MenuItemPublic) -> list[tuple[str, int]]:
+    """The item's priced tiers, smallest first: ``[("1g", 1100), ...]``."""
+    tiers = (
+        ("1pc", item.price_1pc),
+        ("1g", item.price_1g),
+        ("5g", item.price_5g),
+        ("20g", item.price_20g),
+    )
+    return [(label, price) for label, price in tiers if price is not None]
+
+
 def _price_text(item: MenuItemPublic) -> str:
-    tiers = [
-        (label, price)
-        for label, price in (
-            ("1pc", item.price_1pc),
-            ("1g", item.price_1g),
-            ("5g", item.price_5g),
-            ("20g", item.price_20g),
-        )
-        if price is not None
-    ]
+    tiers = price_tiers(item)
     return ", ".join(f"{label} {price} THB" for label, price in tiers) or "price on request"
 
 
@@ -123,6 +125,14 @@ class MenuService:
                 (self._ns.menu_context, _context_key(include)),
             ]
         return entries
+
+    async def list_items(self) -> list[MenuItemPublic]:
+        """Every item, available or not, in menu order, from the database (the admin's view)."""
+        async with self._db() as session:
+            rows = await session.scalars(
+                select(MenuItem).order_by(MenuItem.sort_order, MenuItem.name)
+            )
+            return [MenuItemPublic.model_validate(row) for row in rows]
 
     async def get_item(self, item_id: int) -> MenuItemPublic:
         async with self._db() as session:
