@@ -1052,13 +1052,14 @@ def format_report(report: dict[str, Any], modes: list[ModeResult]) -> str:
     lines = [
         f"Commit-to-visible lag, ms: a write every {c['interval']:g} s for {c['duration']:g} s "
         f"per mode (menu price, profile field, block, revoke in turn), routes polled every "
-        f"{c['poll'] * 1000:g} ms until they show it, cap {c['cap']:g} s ('>' = stale at the "
-        f"cap; quantiles over all writes). {c['workers']} service workers, {c['clients']} "
+        f"{c['poll'] * 1000:g} ms (later every tenth of the time elapsed) until they have shown "
+        f"it for {c['confirm']:g} s; lag = COMMIT returned -> the first of those responses; cap "
+        f"{c['cap']:g} s ('>' = stale at the cap; quantiles over all writes). "
+        f"{c['workers']} service workers, {c['clients']} "
         f"readers at {c['rate']:g} req/s. Load average before {load.get('load_average_before')}"
         f", after {load['load_average_after']}.",
         f"Capture triggers in the database: {report['feature']['capture_triggers'] or 'none'}",
         lag_table(modes, c["cap"]),
-        "",
         "",
         "The service: applied/invalidated (GET /api/cache, the leader); lag p50/p99: bucket "
         "bounds (ms) of the leader's ogcache_change_lag_seconds over the writes only; "
