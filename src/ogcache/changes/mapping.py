@@ -39,9 +39,17 @@ class Change:
         return {value for value in self.keys.get(column, ()) if value is not None}
 
 
-def _uuid(value: Any) -> str:
-    """PostgreSQL gives ``8-4-4-4-12``, SQLite 32 hex digits: the cache keys use the former."""
-    return str(uuid.UUID(str(value)))
+def _uuids(values: Iterable[Any]) -> list[str]:
+    """PostgreSQL gives ``8-4-4-4-12``, SQLite 32 hex digits: the cache keys use the former.
+    A value that is no UUID (SQLite stores what it is given) can key no entry: skipped, so one
+    odd row cannot block the outbox."""
+    keys = []
+    for value in values:
+        try:
+            keys.append(str(uuid.UUID(str(value))))
+        except ValueError:
+            continue
+    return keys
 
 
 class ChangeMap:
@@ -74,7 +82,7 @@ class ChangeMap:
             for key in keys:
                 found[(namespace.name, str(key))] = (namespace, str(key))
 
-        add(ns.auth_session, (_uuid(session) for session in sessions))
+        add(ns.auth_session, _uuids(sessions))
         for change in changes:
             if change.table == "user_profiles":
                 add(ns.profile, change.values("user_id"))
@@ -82,12 +90,12 @@ class ChangeMap:
                 if change.op == "DELETE":
                     add(ns.recent_conversations, change.values("user_id"))
             elif change.table == "conversations":
-                add(ns.conversation, map(_uuid, change.values("id")))
+                add(ns.conversation, _uuids(change.values("id")))
                 add(ns.recent_conversations, change.values("user_id"))
             elif change.table == "conversation_messages":
-                add(ns.conversation, map(_uuid, change.values("conversation_id")))
+                add(ns.conversation, _uuids(change.values("conversation_id")))
             elif change.table == "auth_sessions":
-                add(ns.auth_session, map(_uuid, change.values("id")))
+                add(ns.auth_session, _uuids(change.values("id")))
             elif change.table == "menu_items":
                 add(ns.menu, MENU_KEYS)
                 add(ns.menu_context, MENU_CONTEXT_KEYS)
