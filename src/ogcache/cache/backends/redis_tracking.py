@@ -161,12 +161,17 @@ class RedisTrackingFeed:
 
     async def _subscribe(self, factory: ConnectionFactory) -> AbstractConnection:
         connection = factory()
-        await connection.connect()  # type: ignore[no-untyped-call]
-        await self._track(connection)
-        await _send(connection, "SUBSCRIBE", self._channel)
-        reply = await connection.read_response()
-        if not (isinstance(reply, list) and reply[:1] == [b"subscribe"]):
-            raise ConnectionError(f"unexpected reply to SUBSCRIBE: {reply!r}")
+        try:
+            await connection.connect()  # type: ignore[no-untyped-call]
+            await self._track(connection)
+            await _send(connection, "SUBSCRIBE", self._channel)
+            reply = await connection.read_response()
+            if not (isinstance(reply, list) and reply[:1] == [b"subscribe"]):
+                raise ConnectionError(f"unexpected reply to SUBSCRIBE: {reply!r}")
+        except BaseException:  # failed or cancelled (a cache closed while subscribing)
+            with contextlib.suppress(Exception):
+                await connection.disconnect()
+            raise
         return connection
 
     async def _track(self, connection: AbstractConnection) -> None:
