@@ -109,7 +109,7 @@ class Settings(BaseSettings):
     stats_max_age: Annotated[float, Field(ge=0)] = 10
     # Change capture (ogcache.changes): false = the outbox is drained, nothing invalidated.
     change_capture: bool = True
-    change_poll_interval: Annotated[float, Field(gt=0, le=60)] = 0.25
+    change_poll_interval: Annotated[float, Field(gt=0, le=60)] = 0.05
     change_analytics_interval: Annotated[float, Field(ge=0, le=3600)] = 10
 
     @field_validator("log_level", mode="before")

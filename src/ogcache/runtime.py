@@ -169,7 +169,21 @@ def _capture_settings(settings: Settings, cache: Cache) -> CaptureSettings:
         poll_interval=settings.change_poll_interval,
         analytics_interval=settings.change_analytics_interval,
         shared=cache.backend.name != "memory",
+        retention=_longest_life(settings),
     )
+
+
+def _longest_life(settings: Settings) -> float:
+    """How long any entry may live (at least a day): SQLite keeps changes that long."""
+    ttls = (
+        settings.ttl_profile,
+        settings.ttl_conversation,
+        settings.ttl_auth,
+        settings.ttl_menu,
+        settings.ttl_session,
+        settings.ttl_analytics,
+    )
+    return max(86400.0, max(ttls) * 1.2 + settings.stale_grace + settings.negative_ttl)
 
 
 def _jwt_secret(settings: Settings) -> str:

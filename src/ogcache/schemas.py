@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import math
+import unicodedata
 import uuid
 from collections.abc import Iterable
 from datetime import date, datetime
@@ -200,7 +201,8 @@ _SORT_ORDER_BOUND: Final = 1_000_000  # far inside a 32-bit INTEGER column
 def _one_line(value: str) -> str:
     # A name or category is one line of the agent's menu text: a line break or another
     # control character in it would start a line the prompt does not expect.
-    if any(ord(char) < 32 or ord(char) == 127 for char in value):
+    # Cc: C0/C1 controls (incl. U+0085); Zl/Zp: U+2028/U+2029, which splitlines() breaks on.
+    if any(unicodedata.category(char) in ("Cc", "Zl", "Zp") for char in value):
         raise ValueError("must be one line of text, without control characters")
     return value
 

@@ -323,6 +323,8 @@ async def test_an_item_id_that_cannot_exist_is_422(client: httpx.AsyncClient, it
         ({"name": "   "}, "name"),
         ({"name": "x" * 121}, "name"),
         ({"name": "Line\nbreak"}, "name"),
+        ({"name": "Line\u2028separator"}, "name"),
+        ({"category": "Next\x85line"}, "category"),
         ({"category": ""}, "category"),
         ({"category": "c" * 61}, "category"),
         ({"type": "ruderalis"}, "type"),

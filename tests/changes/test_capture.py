@@ -10,6 +10,7 @@ import uuid
 import pytest
 from sqlalchemy import text
 
+from ogcache.config import Settings
 from ogcache.db.seed import seed_demo_data
 from ogcache.errors import AuthenticationError, NotFoundError
 from ogcache.runtime import Runtime
@@ -261,3 +262,49 @@ async def test_seeding_a_running_system_shows_without_a_clear(app: Runtime) -> N
 
 async def _exists(app: Runtime, user_id: str) -> bool:
     return await app.profiles.get(user_id) is not None
+
+
+async def test_an_unreadable_outbox_row_is_skipped_and_later_changes_applied(app: Runtime) -> None:
+    await app.menu.get_menu()
+    await sql(
+        app,
+        "INSERT INTO cache_changes (table_name, op, keys) VALUES ('conversations', 'UPDATE', :k)",
+        k='{"id": [{"not": "a key"}, null], "user_id": [null, null]}',
+    )
+    await sql(app, "UPDATE menu_items SET price_1g = 4321 WHERE name = 'Gelato 41'")
+    await until(lambda: _price_is(app, 4321))
+    await until(lambda: app.changes.stats.skipped == 1)
+
+
+async def test_changes_queued_before_the_first_start_reach_a_shared_cache(
+    capture_settings: Settings,
+) -> None:
+    if capture_settings.redis_url is None:
+        pytest.skip("an in-process cache starts empty: nothing queued before can be stale")
+    runtime = Runtime.open(capture_settings)
+    try:
+        await seed_demo_data(runtime.db)
+        await runtime.menu.get_menu()
+        await sql(runtime, "UPDATE menu_items SET price_1g = 4321 WHERE name = 'Gelato 41'")
+        runtime.changes.start()
+        await until(lambda: _price_is(runtime, 4321))
+    finally:
+        await runtime.cache.clear()
+        await runtime.close()
+
+
+async def test_two_sqlite_processes_on_one_cache_both_keep_up(app: Runtime) -> None:
+    if app.engine.dialect.name != "sqlite":
+        pytest.skip("SQLite: every process polls")
+    second = Runtime.open(app.settings)
+    try:
+        second.changes.start()
+        await until(lambda: second.changes.stats.role == "local")
+        await second.menu.get_menu()
+        for price in range(5001, 5011):
+            await sql(app, "UPDATE menu_items SET price_1g = :p WHERE name = 'Gelato 41'", p=price)
+        await until(lambda: _price_is(app, 5010))
+        await until(lambda: _price_is(second, 5010))
+        assert app.changes.stats.errors == second.changes.stats.errors == 0
+    finally:
+        await second.close()

@@ -5,15 +5,18 @@ read the old row is not stored after the change's invalidation."""
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
 from sqlalchemy import select, text
+from sqlalchemy.exc import DBAPIError
 
 from ogcache.config import Settings
 from ogcache.db.models import MenuItem, utc_now
 from ogcache.db.seed import seed_demo_data
+from ogcache.errors import AuthenticationError
 from ogcache.runtime import Runtime
 from ogcache.schemas import MenuItemPublic, MenuPublic
 from tests.changes.conftest import applied_all, sql, until
@@ -188,3 +191,40 @@ async def menu_from_database(runtime: Runtime) -> MenuPublic:
         )
         items = [MenuItemPublic.model_validate(row) for row in rows]
     return MenuPublic(include_concentrates=False, items=items, loaded_at=utc_now())
+
+
+async def test_a_truncate_drops_the_entries_of_the_tables_it_empties(app: Runtime) -> None:
+    await start(app)
+    token = (await app.auth.issue_token("web_demo_alice")).access_token
+    await app.auth.verify(token)
+    await app.profiles.get("web_demo_alice")
+    await sql(app, "TRUNCATE user_profiles CASCADE")
+
+    async def gone() -> bool:
+        try:
+            await app.auth.verify(token)
+        except AuthenticationError:
+            return await app.profiles.get("web_demo_alice") is None
+        return False
+
+    await until(gone)
+
+
+async def test_a_writer_without_rights_on_the_outbox_still_writes_and_cannot_read_it(
+    app: Runtime,
+) -> None:
+    role = f"ogcache_writer_{uuid.uuid4().hex[:8]}"
+    await sql(app, f"CREATE ROLE {role}", f"GRANT SELECT, UPDATE ON menu_items TO {role}")
+    try:
+        async with app.engine.begin() as connection:
+            await connection.execute(text(f"SET LOCAL ROLE {role}"))
+            await connection.execute(
+                text("UPDATE menu_items SET price_1g = 4321 WHERE name = 'Gelato 41'")
+            )
+            with pytest.raises(DBAPIError, match="permission denied"):
+                async with connection.begin_nested():
+                    await connection.execute(text("SELECT count(*) FROM cache_changes"))
+        await start(app)
+        await until(lambda: _gelato_is(app, 4321))
+    finally:
+        await sql(app, f"DROP OWNED BY {role}", f"DROP ROLE {role}")

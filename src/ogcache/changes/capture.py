@@ -1,16 +1,18 @@
 """The server side of change capture: apply every committed database change to the cache.
 
 PostgreSQL: one process per cache (prefix) is the **leader**: it holds a session advisory lock
-on a connection of its own, wakes on ``NOTIFY ogcache_changes`` (and polls as a safety net),
-and drains the outbox. The others are on **standby** and try the lock every second, so when
-the leader dies (its connection closes, PostgreSQL releases the lock) one takes over within
-about a second. Other processes' in-process tiers hear the invalidations through the cache's
-invalidation feed, as for any other write.
+on a connection of its own, probes the outbox every ``poll_interval`` (one index lookup) and
+drains it. The others are on **standby** and try the lock every second, so when the leader
+dies (its connection closes, PostgreSQL releases the lock) one takes over within about a
+second. Other processes' in-process tiers hear the invalidations through the cache's
+invalidation feed, as for any other write. (No ``LISTEN/NOTIFY`` wake-up: ``NOTIFY`` in the
+triggers serialises the commits of every writer; see migration 0003.)
 
-SQLite: every process polls the outbox (no NOTIFY there); invalidating twice is harmless.
+SQLite: every process polls the outbox after the last id it applied (no locks there).
 
-An invalidation that fails (Redis down, breaker open) leaves the changes in the outbox; the
-pass is retried until it succeeds. Changes committed while no server runs wait in the outbox.
+An invalidation that fails (Redis down, breaker open) leaves the changes in the outbox and is
+retried with a growing delay. A change that names no valid entry is counted and skipped, never
+retried forever. Changes committed while no server runs wait in the outbox.
 """
 
 from __future__ import annotations
@@ -20,17 +22,17 @@ import contextlib
 import hashlib
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal
 
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.pool import NullPool
 
-from ogcache.cache import CacheLike
+from ogcache.cache import Cache
 from ogcache.cache.stats import LatencySummary, LatencyWindow
-from ogcache.changes.mapping import ANALYTICS_TABLE, Change, ChangeMap
-from ogcache.changes.outbox import BATCH, CHANNEL, PostgresOutbox, SqliteOutbox
+from ogcache.changes.mapping import Change, ChangeMap
+from ogcache.changes.outbox import BATCH, PostgresOutbox, SqliteOutbox
 from ogcache.db.models import utc_now
 from ogcache.db.url import async_database_url
 from ogcache.services.namespaces import AppNamespaces, CacheEntry
@@ -40,8 +42,10 @@ __all__ = ["CaptureSettings", "CaptureStats", "ChangeCapture"]
 logger = logging.getLogger("ogcache.changes")
 
 Role = Literal["starting", "leader", "standby", "local", "reconnecting", "stopped"]
+SessionsOf = Callable[[set[str]], Awaitable[list[str]]]
 TAKEOVER_INTERVAL: Final = 1.0  # standbys try the leader's lock this often
 MAX_BACKOFF: Final = 5.0
+TRIM_INTERVAL: Final = 60.0
 
 
 class InvalidationFailed(Exception):
@@ -53,13 +57,15 @@ class CaptureSettings:
     """``apply``: False drains the outbox without invalidating (capture off: entries live
     until their TTL). ``analytics_interval``: analytics entries are invalidated at most this
     often. ``shared``: the cache is shared between processes (SQLite resumes from its saved
-    position only then)."""
+    position only then). ``retention``: seconds after which SQLite trims a change (longer
+    than any entry lives)."""
 
     consumer: str
     apply: bool = True
-    poll_interval: float = 0.25
+    poll_interval: float = 0.05
     analytics_interval: float = 10.0
     shared: bool = True
+    retention: float = 86400.0
 
 
 @dataclass(slots=True)
@@ -69,6 +75,7 @@ class CaptureStats:
     invalidated: int = 0  # cache entries invalidated
     passes: int = 0
     failures: int = 0  # passes whose invalidation failed, retried
+    skipped: int = 0  # changes that named no valid entry
     errors: int = 0  # database errors (reconnected)
     backlog: int = 0  # changes waiting after the last pass
     last_error: str | None = None
@@ -84,7 +91,7 @@ class ChangeCapture:
     def __init__(
         self,
         database_url: str,
-        cache: CacheLike,
+        cache: Cache,
         namespaces: AppNamespaces,
         settings: CaptureSettings,
     ) -> None:
@@ -95,12 +102,12 @@ class ChangeCapture:
         self._map = ChangeMap(namespaces)
         self._settings = settings
         self._stats = CaptureStats()
-        self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._analytics_due = 0.0  # monotonic time from which analytics may be invalidated
         self._analytics_pending = False
-        self._position = 0  # SQLite: the last change applied
-        self._failed = False  # the last invalidation failed: retry after the poll interval
+        self._position: int | None = None  # SQLite: the last change applied
+        self._retry = 0.0  # after a failed invalidation: the delay before the next try
+        self._working = False  # a pass succeeded since the last (re)connection
         self._lock_key = int.from_bytes(
             hashlib.sha256(f"ogcache.changes:{settings.consumer}".encode()).digest()[:8],
             "big",
@@ -115,7 +122,7 @@ class ChangeCapture:
     def position(self) -> int:
         """SQLite: the id of the last change applied (0 on PostgreSQL, whose outbox is a
         queue: what is applied is deleted)."""
-        return self._position
+        return self._position or 0
 
     def start(self) -> None:
         if self._task is None:
@@ -134,6 +141,7 @@ class ChangeCapture:
         backoff = self._settings.poll_interval
         try:
             while True:
+                self._working = False
                 try:
                     async with engine.connect() as connection:
                         if self._postgres:
@@ -141,31 +149,29 @@ class ChangeCapture:
                         else:
                             await self._poll(connection)
                 except Exception as exc:  # database gone or restarted: reconnect
-                    if self._stats.role != "reconnecting":  # it was working: retry soon
-                        backoff = self._settings.poll_interval
-                    self._stats.errors += 1
-                    self._stats.last_error = f"{type(exc).__name__}: {exc}"
-                    self._stats.role = "reconnecting"
-                    hint = " (run `ogcache db upgrade`)" if "cache_changes" in str(exc) else ""
-                    logger.warning(
-                        "change capture lost the database, reconnecting: %s%s", exc, hint
-                    )
+                    backoff = self._settings.poll_interval if self._working else backoff
+                    self._lost(exc)
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, MAX_BACKOFF)
         finally:
             await engine.dispose()
 
+    def _lost(self, exc: Exception) -> None:
+        self._stats.errors += 1
+        self._stats.last_error = f"{type(exc).__name__}: {exc}"
+        if self._working or self._stats.role != "reconnecting":  # once per outage
+            hint = " (run `ogcache db upgrade`)" if "cache_changes" in str(exc) else ""
+            logger.warning("change capture lost the database, reconnecting: %s%s", exc, hint)
+        self._stats.role = "reconnecting"
+
     def _engine(self) -> AsyncEngine:
         # Its own connection, never pooled: closing it releases the leader's lock.
         if self._postgres:
+            options = {"application_name": "ogcache-change-capture"}
             return create_async_engine(
                 self._url,
                 poolclass=NullPool,
-                connect_args={
-                    "timeout": 5,
-                    "command_timeout": 10,
-                    "server_settings": {"application_name": "ogcache-change-capture"},
-                },
+                connect_args={"timeout": 5, "command_timeout": 10, "server_settings": options},
             )
         return create_async_engine(self._url, poolclass=NullPool)
 
@@ -174,115 +180,131 @@ class ChangeCapture:
     async def _lead(self, connection: AsyncConnection) -> None:
         pg: Any = (await connection.get_raw_connection()).driver_connection
         self._stats.role = "standby"
-        while not await pg.fetchval("SELECT pg_try_advisory_lock($1)", self._lock_key):  # noqa: ASYNC110 (polls the database, not a local flag)
+        while not await pg.fetchval("SELECT pg_try_advisory_lock($1)", self._lock_key):
+            self._working = True
             await asyncio.sleep(TAKEOVER_INTERVAL)
         self._stats.role = "leader"
         logger.info("change capture: this process applies the database's changes")
         outbox = PostgresOutbox(pg)
-        await pg.add_listener(CHANNEL, self._notified)
-        try:
-            while True:
+        while True:
+            if await outbox.pending():
                 await self._drain(outbox)
-                await self._sleep()
-        finally:
-            with contextlib.suppress(Exception):
-                await pg.remove_listener(CHANNEL, self._notified)
-
-    def _notified(self, *_: Any) -> None:
-        self._wake.set()
-
-    async def _sleep(self) -> None:
-        """Until a notification, the poll interval, or the moment deferred analytics changes
-        are due; after a failed invalidation, the poll interval whatever is due."""
-        timeout = self._settings.poll_interval
-        if self._analytics_pending and not self._failed:
-            timeout = min(timeout, max(0.0, self._analytics_due - time.monotonic()))
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._wake.wait(), timeout)
-        self._wake.clear()
+            else:
+                self._stats.backlog = 0
+                await self._deferred_analytics(outbox.sessions_of)
+            self._working = True
+            await self._sleep()
 
     async def _drain(self, outbox: PostgresOutbox) -> None:
         """Apply every queued change, a batch per transaction; a batch whose invalidation
-        fails is rolled back (it stays queued) and retried after the poll interval."""
+        fails is rolled back (it stays queued) and retried after :meth:`_sleep`."""
         while True:
             try:
                 async with outbox.transaction():
-                    analytics = time.monotonic() >= self._analytics_due
-                    changes = await outbox.take(analytics=analytics)
+                    changes = await outbox.take()
                     if not changes:
                         break
                     started = time.monotonic()
                     await self._apply(changes, outbox.sessions_of)
                     await outbox.done(changes)
             except InvalidationFailed:
-                self._failed = True
-                self._stats.failures += 1
                 break
-            self._failed = False
             self._record(changes, started)
+            if len(changes) < BATCH:
+                break
         self._stats.backlog = await outbox.backlog()
-        self._analytics_pending = self._stats.backlog > 0
 
     # --- SQLite ----------------------------------------------------------------------------
 
     async def _poll(self, connection: AsyncConnection) -> None:
         outbox = SqliteOutbox(connection, self._settings.consumer)
-        if not self._position:  # after a reconnect, go on from where this process stood
+        if self._position is None:  # after a reconnect, go on from where this process stood
             self._position = await outbox.position(resume=self._settings.shared)
-        position = self._position
         self._stats.role = "local"
+        trimmed = 0.0
         while True:
-            changes = await outbox.take(position)
-            if position and changes and changes[0].id > position + 1:  # ids have no gaps
-                await self._missed(position, changes[0].id)
+            changes = await outbox.take(self._position)
             if changes:
                 started = time.monotonic()
-                try:
+                with contextlib.suppress(InvalidationFailed):
                     await self._apply(changes, outbox.sessions_of)
-                except InvalidationFailed:
-                    self._failed = True
-                    self._stats.failures += 1
-                else:
-                    self._failed = False
-                    position = self._position = changes[-1].id
-                    await outbox.save(position)
+                    self._position = changes[-1].id
+                    await outbox.save(self._position)
                     self._record(changes, started)
-            elif self._analytics_pending and time.monotonic() >= self._analytics_due:
-                await self._apply([], outbox.sessions_of)
-            self._stats.backlog = 0 if len(changes) < BATCH else len(changes)
-            if len(changes) < BATCH:
+                self._stats.backlog = await outbox.backlog(self._position)
+            else:
+                self._stats.backlog = 0
+                await self._deferred_analytics(outbox.sessions_of)
+            if time.monotonic() - trimmed > TRIM_INTERVAL:
+                await outbox.trim(self._settings.retention)
+                trimmed = time.monotonic()
+            self._working = True
+            if len(changes) < BATCH or self._retry:
                 await self._sleep()
-
-    async def _missed(self, position: int, first: int) -> None:
-        """Changes after ``position`` were trimmed unseen (this process stopped polling for a
-        day): nothing in the cache can be trusted."""
-        logger.warning(
-            "change capture missed changes %d-%d (trimmed); clearing the cache", position, first
-        )
-        clear = getattr(self._cache, "clear", None)
-        if clear is not None:
-            await clear()
 
     # --- both ------------------------------------------------------------------------------
 
-    async def _apply(self, changes: Sequence[Change], sessions_of: Any) -> None:
-        """Invalidate what ``changes`` affect; :class:`InvalidationFailed` if the cache did not
-        confirm it."""
+    async def _sleep(self) -> None:
+        """The poll interval; after a failed invalidation a delay growing to 2 s; or until
+        deferred analytics changes are due."""
+        delay = self._retry or self._settings.poll_interval
+        if self._analytics_pending and not self._retry:
+            delay = min(delay, max(0.0, self._analytics_due - time.monotonic()))
+        await asyncio.sleep(delay)
+
+    async def _deferred_analytics(self, sessions_of: SessionsOf) -> None:
+        if self._analytics_pending and time.monotonic() >= self._analytics_due:
+            with contextlib.suppress(InvalidationFailed):
+                await self._apply([], sessions_of)
+
+    async def _apply(self, changes: Sequence[Change], sessions_of: SessionsOf) -> None:
+        """Invalidate what ``changes`` affect; :class:`InvalidationFailed` (counted, the retry
+        delay grown) if the cache did not confirm it."""
         if not self._settings.apply:
             return
-        users = self._map.users_to_log_out(changes)
-        sessions = await sessions_of(users) if users else []
-        entries: list[CacheEntry] = self._map.entries(changes, sessions)
-        if any(change.table == ANALYTICS_TABLE for change in changes):
+        entries = await self._entries(changes, sessions_of)
+        if any(self._map.touches_analytics(change) for change in changes):
             self._analytics_pending = True
-        if self._analytics_pending and time.monotonic() >= self._analytics_due:
+        analytics = self._analytics_pending and time.monotonic() >= self._analytics_due
+        if analytics:
             entries += self._map.analytics_entries(utc_now().date())
-        if entries and not await self._cache.invalidate(entries):
+        try:
+            for namespace in self._map.truncated(changes):
+                await self._cache.clear_prefix(namespace.stored_prefix)
+            confirmed = not entries or await self._cache.invalidate(entries)
+        except Exception as exc:  # clear_prefix raises when the store fails
+            logger.debug("change capture: invalidation failed: %s", exc)
+            confirmed = False
+        if not confirmed:
+            self._stats.failures += 1
+            self._retry = min(max(self._retry * 2, self._settings.poll_interval), 2.0)
             raise InvalidationFailed
-        if self._analytics_pending and time.monotonic() >= self._analytics_due:
+        self._retry = 0.0
+        if analytics:
             self._analytics_pending = False
             self._analytics_due = time.monotonic() + self._settings.analytics_interval
         self._stats.invalidated += len(entries)
+
+    async def _entries(
+        self, changes: Sequence[Change], sessions_of: SessionsOf
+    ) -> list[CacheEntry]:
+        """The entries ``changes`` name; a change that cannot be read (a row written by hand
+        into the outbox, say) is counted, logged and skipped."""
+        readable = []
+        for change in changes:
+            try:
+                self._map.entries([change])
+                self._map.users_to_log_out([change])
+            except Exception as exc:
+                self._stats.skipped += 1
+                logger.warning(
+                    "change capture skips change %d (%s): %s", change.id, change.table, exc
+                )
+            else:
+                readable.append(change)
+        users = self._map.users_to_log_out(readable)
+        sessions = await sessions_of(users) if users else []
+        return self._map.entries(readable, sessions)
 
     def _record(self, changes: Sequence[Change], started: float) -> None:
         applied = time.monotonic() - started

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import Any
 
+from ogcache.cache import Namespace
 from ogcache.services.analytics import MAX_DAYS
 from ogcache.services.namespaces import MENU_CONTEXT_KEYS, MENU_KEYS, AppNamespaces, CacheEntry
 
@@ -85,10 +86,11 @@ class ChangeMap:
         add(ns.auth_session, _uuids(sessions))
         for change in changes:
             if change.table == "user_profiles":
-                add(ns.profile, change.values("user_id"))
+                user_ids = change.values("user_id")
+                add(ns.profile, user_ids)
                 add(ns.profile_by_telegram, change.values("telegram_user_id"))
-                if change.op == "DELETE":
-                    add(ns.recent_conversations, change.values("user_id"))
+                if change.op == "DELETE" or len(user_ids) > 1:  # deleted or renamed
+                    add(ns.recent_conversations, user_ids)
             elif change.table == "conversations":
                 add(ns.conversation, _uuids(change.values("id")))
                 add(ns.recent_conversations, change.values("user_id"))
@@ -100,6 +102,34 @@ class ChangeMap:
                 add(ns.menu, MENU_KEYS)
                 add(ns.menu_context, MENU_CONTEXT_KEYS)
         return list(found.values())
+
+    def truncated(self, changes: Iterable[Change]) -> list[Namespace[Any]]:
+        """The namespaces a ``TRUNCATE`` empties (no row names its keys: clear them whole)."""
+        ns = self._ns
+        by_table: dict[str, tuple[Namespace[Any], ...]] = {
+            "user_profiles": (
+                ns.profile,
+                ns.profile_by_telegram,
+                ns.recent_conversations,
+                ns.auth_session,
+            ),
+            "conversations": (ns.conversation, ns.recent_conversations),
+            "conversation_messages": (ns.conversation,),
+            "auth_sessions": (ns.auth_session,),
+        }
+        found: dict[str, Namespace[Any]] = {}
+        for change in changes:
+            if change.op == "TRUNCATE":
+                for namespace in by_table.get(change.table, ()):
+                    found[namespace.name] = namespace
+        return list(found.values())
+
+    @staticmethod
+    def touches_analytics(change: Change) -> bool:
+        """Events, and new conversations (today's metrics count conversations started)."""
+        return change.table == ANALYTICS_TABLE or (
+            change.table == "conversations" and change.op in ("INSERT", "TRUNCATE")
+        )
 
     def analytics_entries(self, today: date) -> list[CacheEntry]:
         """Every analytics aggregate an event of today (or of late yesterday) may change:

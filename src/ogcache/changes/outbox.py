@@ -8,8 +8,8 @@ later pass, so no "last id seen" can skip it.
 
 SQLite: writers are serialised (one write transaction at a time) and ``AUTOINCREMENT`` never
 reuses an id, so id order is commit order and "everything after the last id applied" is exact.
-Each consumer keeps that id in ``cache_change_progress``; rows every consumer has applied are
-trimmed.
+Each consumer keeps that id in ``cache_change_progress``; rows are trimmed once older than
+any entry can live (the capture's ``retention``).
 """
 
 from __future__ import annotations
@@ -21,19 +21,15 @@ import orjson
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from ogcache.changes.mapping import ANALYTICS_TABLE, Change
+from ogcache.changes.mapping import Change
 
 __all__ = ["BATCH", "PostgresOutbox", "SqliteOutbox"]
 
 BATCH: Final = 500
-CHANNEL: Final = "ogcache_changes"
-# Rows older than this are trimmed even if a consumer that stopped never applied them.
-RETENTION_DAYS: Final = 1
 
-_TAKE: Final = f"""
+_TAKE: Final = """
 SELECT id, table_name, op, keys::text, EXTRACT(EPOCH FROM clock_timestamp() - changed_at)
-FROM cache_changes WHERE table_name <> '{ANALYTICS_TABLE}' OR $1
-ORDER BY id LIMIT $2 FOR UPDATE SKIP LOCKED"""  # noqa: S608 (constants only)
+FROM cache_changes ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED"""
 
 
 def _change(row: Sequence[Any]) -> Change:
@@ -56,10 +52,13 @@ class PostgresOutbox:
     def transaction(self) -> Any:
         return self._pg.transaction()
 
-    async def take(self, *, analytics: bool, limit: int = BATCH) -> list[Change]:
-        """The oldest committed changes, locked until the transaction ends; analytics events
-        only when ``analytics`` (they stay queued until then)."""
-        return [_change(row) for row in await self._pg.fetch(_TAKE, analytics, limit)]
+    async def pending(self) -> bool:
+        """Whether any change is queued: one index probe, no transaction."""
+        return bool(await self._pg.fetchval("SELECT EXISTS (SELECT 1 FROM cache_changes)"))
+
+    async def take(self, limit: int = BATCH) -> list[Change]:
+        """The oldest committed changes, locked until the transaction ends."""
+        return [_change(row) for row in await self._pg.fetch(_TAKE, limit)]
 
     async def done(self, changes: Sequence[Change]) -> None:
         await self._pg.execute(
@@ -84,17 +83,16 @@ class SqliteOutbox:
         self._consumer = consumer
 
     async def position(self, *, resume: bool) -> int:
-        """Where to start: the consumer's saved position when ``resume`` (a shared cache may
-        hold entries older than this process), else the newest change (a new, empty cache)."""
-        saved = None
+        """Where to start: with ``resume`` (a shared cache, which may hold entries older than
+        this process) the saved position, or the oldest change kept when none is saved; else
+        the newest change (a new, empty cache of this process's own)."""
         if resume:
-            saved = await self._db.scalar(
-                text("SELECT last_id FROM cache_change_progress WHERE consumer = :c"),
-                {"c": self._consumer},
+            saved = await self._scalar(
+                "SELECT last_id FROM cache_change_progress WHERE consumer = :c",
+                c=self._consumer,
             )
-        if saved is None:
-            saved = await self._db.scalar(text("SELECT coalesce(max(id), 0) FROM cache_changes"))
-        await self._db.commit()
+        else:
+            saved = await self._scalar("SELECT coalesce(max(id), 0) FROM cache_changes")
         return int(saved or 0)
 
     async def take(self, after: int, limit: int = BATCH) -> list[Change]:
@@ -110,6 +108,9 @@ class SqliteOutbox:
         await self._db.commit()
         return changes
 
+    async def backlog(self, after: int) -> int:
+        return int(await self._scalar("SELECT count(*) FROM cache_changes WHERE id > :a", a=after))
+
     async def sessions_of(self, users: set[str]) -> list[str]:
         names = {f"u{i}": user for i, user in enumerate(users)}
         placeholders = ", ".join(f":{name}" for name in names)
@@ -122,8 +123,7 @@ class SqliteOutbox:
         return sessions
 
     async def save(self, last_id: int) -> None:
-        """Record the position, and trim what every consumer has applied (or that is older
-        than the retention)."""
+        """Record the position (processes sharing a cache share it: the furthest wins)."""
         await self._db.execute(
             text(
                 "INSERT INTO cache_change_progress (consumer, last_id) VALUES (:c, :id) "
@@ -131,12 +131,17 @@ class SqliteOutbox:
             ),
             {"c": self._consumer, "id": last_id},
         )
+        await self._db.commit()
+
+    async def trim(self, retention: float) -> None:
+        """Drop changes older than ``retention`` seconds: every entry they keyed has expired."""
         await self._db.execute(
-            text(
-                "DELETE FROM cache_changes WHERE id <= "
-                "(SELECT min(last_id) FROM cache_change_progress) "
-                "OR changed_at < datetime('now', :retention)"
-            ),
-            {"retention": f"-{RETENTION_DAYS} days"},
+            text("DELETE FROM cache_changes WHERE changed_at < datetime('now', :retention)"),
+            {"retention": f"-{int(retention)} seconds"},
         )
         await self._db.commit()
+
+    async def _scalar(self, statement: str, **params: Any) -> Any:
+        value = await self._db.scalar(text(statement), params)
+        await self._db.commit()
+        return value
