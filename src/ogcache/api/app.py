@@ -158,7 +158,7 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
         responses=_ERRORS,  # type: ignore[arg-type]
     )
     install_handlers(app)
-    app.state.health_checks = Memo[tuple[bool, bool]]()
+    app.state.health_checks = Memo[health.Checks]()
     for module in (profiles, conversations, menu, auth, sessions, analytics, cache, health):
         app.include_router(module.router)
     add_links(app)
