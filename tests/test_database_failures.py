@@ -76,9 +76,12 @@ def failure(request: pytest.FixtureRequest, postgres_url: str, silent_port: int)
     return Failure(f"postgresql://postgres:{PASSWORD}@127.0.0.1:{port}/ogcache", cause)
 
 
-def _run(arguments: list[str], database_url: str, directory: Path) -> tuple[int, str, float]:
+def _run(
+    arguments: list[str], database_url: str, directory: Path, extra: dict[str, str] | None = None
+) -> tuple[int, str, float]:
     """Exit code, everything printed, seconds taken."""
     environment = {k: v for k, v in os.environ.items() if not k.startswith("OGCACHE_")}
+    environment.update(extra or {})
     environment.update(
         OGCACHE_DATABASE_URL=database_url,
         OGCACHE_DATABASE_CONNECT_TIMEOUT="1",
@@ -150,3 +153,14 @@ def test_errors_other_than_connecting_pass_through_unchanged() -> None:
         explained_failures("postgresql://u:p@db.example:5432/app", 1.0),
     ):
         raise NotFoundError("no such user")
+
+
+def test_a_cache_that_cannot_be_reached_is_not_called_the_database(tmp_path: Path) -> None:
+    """Redis's refused socket is in its error's chain too: it must stay the cache's error."""
+    database = f"sqlite:///{tmp_path / 'ok.db'}"
+    environment = {"OGCACHE_REDIS_URL": f"redis://127.0.0.1:{free_port()}/0"}
+    code, printed, _ = _run(["cache", "clear", "--yes"], database, tmp_path, environment)
+    assert code == 1
+    assert printed.startswith("error: ")
+    assert "redis" in printed.lower()
+    assert "database" not in printed

@@ -20,6 +20,7 @@ from sqlalchemy import event, text
 from sqlalchemy.engine import URL
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from ogcache.cache import CacheError
 from ogcache.db.url import async_database_url
 from ogcache.errors import DatabaseUnreachableError
 
@@ -34,6 +35,8 @@ __all__ = [
 # connection exceptions, authorization (unknown role, wrong password), unknown database,
 # too many connections, a server shutting down or starting up.
 _CONNECT_SQLSTATES = ("08", "28", "3D000", "53300", "57P01", "57P02", "57P03")
+# Clients of the cache stores: their connection errors are the cache's, not the database's.
+_CACHE_MODULES = ("redis", "httpx", "httpcore")
 
 
 def bound_connect_time(engine: AsyncEngine, seconds: float) -> None:
@@ -95,6 +98,8 @@ def describe_failure(exc: BaseException, database_url: str, timeout: float) -> s
     for link in _chain(exc):
         if isinstance(link, DatabaseUnreachableError):
             return str(link)
+        if isinstance(link, CacheError) or type(link).__module__.startswith(_CACHE_MODULES):
+            return None  # the cache's failure (its refused socket is no database's)
         cause = _cause(link, timeout)
         if cause is not None:
             break
