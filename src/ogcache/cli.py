@@ -114,16 +114,21 @@ def _run(work: Callable[[Runtime], Awaitable[T]], *, shared_cache: bool = False)
     when it is shared (Redis, Upstash); the in-process one lives inside each server."""
 
     async def main() -> T:
+        from ogcache.db.failures import bound_connect_time, explained_failures
+
         settings = _settings()
         if shared_cache:
             _require_shared_cache(settings)
+        timeout = settings.database_connect_timeout
         async with Runtime.open(settings) as runtime:
-            return await work(runtime)
+            bound_connect_time(runtime.engine, timeout)
+            with explained_failures(settings.database_url, timeout):  # one line, not 720
+                return await work(runtime)
 
     try:
         return asyncio.run(main())
     except (OgcacheError, CacheError) as exc:
-        errors.print(f"[bold red]error:[/] {exc}")
+        errors.print(f"[bold red]error:[/] {escape(str(exc))}", soft_wrap=True)
         raise typer.Exit(1) from None
     except OSError as exc:
         errors.print(f"[bold red]error:[/] cannot reach the database: {exc}")

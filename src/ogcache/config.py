@@ -29,6 +29,9 @@ class Settings(BaseSettings):
     )
 
     database_url: str = "sqlite:///ogcache.db"
+    # Seconds to connect to PostgreSQL (asyncpg waits 60 s by default) and for the start-up
+    # check; past it a command or start-up fails in one line naming the database and host.
+    database_connect_timeout: Seconds = 5.0
     redis_url: str | None = None
     upstash_redis_rest_url: str | None = Field(
         default=None,

@@ -11,6 +11,8 @@ The tree::
     ├── AuthenticationError      a bearer token is missing, malformed, expired, tampered,
     │                            revoked, or belongs to a blocked or unknown user
     └── UnavailableError         a store with no database copy (the session store) is down
+        └── DatabaseUnreachableError  the database itself cannot be connected to (the message
+                                      names which, where and why)
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ __all__ = [
     "AuthenticationError",
     "ConfigurationError",
     "ConflictError",
+    "DatabaseUnreachableError",
     "InvalidInputError",
     "LimitExceededError",
     "NotFoundError",
@@ -58,3 +61,8 @@ class AuthenticationError(OgcacheError):
 
 class UnavailableError(OgcacheError):
     """A store that has no database copy to fall back on cannot be reached; retry later."""
+
+
+class DatabaseUnreachableError(UnavailableError):
+    """Connecting to the database failed or timed out; the message names the database, the
+    host and the cause (never the password), so an operator needs no traceback."""

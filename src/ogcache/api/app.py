@@ -16,6 +16,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 from prometheus_client import CollectorRegistry
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ogcache import __version__
 from ogcache.api.change_metrics import ChangeCollector
@@ -40,8 +41,9 @@ from ogcache.api.routes import (
 )
 from ogcache.cache.memo import Memo
 from ogcache.config import Settings, load_settings
+from ogcache.db.failures import bound_connect_time, check_database, explained_failures
 from ogcache.db.seed import seed_demo_data
-from ogcache.errors import ConfigurationError
+from ogcache.errors import ConfigurationError, OgcacheError
 from ogcache.log import configure_logging
 from ogcache.runtime import Runtime
 
@@ -78,14 +80,26 @@ async def refresh_forever(runtime: Runtime, interval: float) -> None:
 
 
 async def prepare(runtime: Runtime) -> None:
-    """Migrate and seed as the settings say; a failure says how to fix it."""
+    """Migrate and seed as the settings say; a failure says how to fix it, in one line (a
+    database that cannot be reached: which, where and why, within its connect timeout)."""
+    settings = runtime.settings
+    timeout = settings.database_connect_timeout
+    bound_connect_time(runtime.engine, timeout)
+    if settings.auto_migrate or settings.seed_demo_data:
+        await check_database(runtime.engine, settings.database_url, timeout)
+    with explained_failures(settings.database_url, timeout):
+        await _migrate_and_seed(runtime)
+
+
+async def _migrate_and_seed(runtime: Runtime) -> None:
     settings = runtime.settings
     if settings.auto_migrate:
         try:
             await runtime.migrate()
         except Exception as exc:
+            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
             raise ConfigurationError(
-                f"cannot migrate the database ({type(exc).__name__}: {exc}); check "
+                f"cannot migrate the database ({type(exc).__name__}: {reason}); check "
                 "OGCACHE_DATABASE_URL, or run `ogcache db upgrade` yourself and start with "
                 "OGCACHE_AUTO_MIGRATE=false"
             ) from exc
@@ -114,7 +128,11 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
         refresher: asyncio.Task[None] | None = None
         try:
             if owned:
-                await prepare(active)
+                try:
+                    await prepare(active)
+                except OgcacheError as exc:  # one line for the operator: see BriefStartupFailure
+                    app.state.startup_failure = str(exc)
+                    raise
             app.state.runtime = active
             _install_metrics(app, active)
             if owned:
@@ -140,17 +158,41 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
         responses=_ERRORS,  # type: ignore[arg-type]
     )
     install_handlers(app)
-    app.state.health_checks = Memo[tuple[bool, bool]]()
+    app.state.health_checks = Memo[health.Checks]()
     for module in (profiles, conversations, menu, auth, sessions, analytics, cache, health):
         app.include_router(module.router)
     add_links(app)
     limit = (settings or (runtime.settings if runtime else None) or load_settings()).max_body_bytes
     app.add_middleware(BodySizeLimit, limit=limit)
+    app.add_middleware(BriefStartupFailure)
     app.add_middleware(RequestId, on_error=internal_error_response)  # added last: outermost
     if runtime is not None:
         app.state.runtime = runtime
         _install_metrics(app, runtime)
     return app
+
+
+class BriefStartupFailure:
+    """Starlette hands uvicorn a failed start-up's whole traceback, which uvicorn logs (160-219
+    lines for a database that does not exist). For an operator's error (``OgcacheError``: the
+    database cannot be reached, a setting) the lifespan keeps its one line, sent instead;
+    uvicorn logs it and exits non-zero as before."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "lifespan":
+            await self.app(scope, receive, send)
+            return
+
+        async def brief(message: Message) -> None:
+            line = getattr(scope["app"].state, "startup_failure", None)
+            if message["type"] == "lifespan.startup.failed" and line:
+                message = {**message, "message": line}
+            await send(message)
+
+        await self.app(scope, receive, brief)
 
 
 def _install_metrics(app: FastAPI, runtime: Runtime) -> None:

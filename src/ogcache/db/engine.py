@@ -14,8 +14,10 @@ from ogcache.db.url import async_database_url
 __all__ = ["create_engine", "create_session_factory"]
 
 
-def create_engine(url: str, *, echo: bool = False) -> AsyncEngine:
-    """An engine for ``url`` in any form :func:`async_database_url` accepts."""
+def create_engine(url: str, *, echo: bool = False, connect_timeout: float = 5.0) -> AsyncEngine:
+    """An engine for ``url`` in any form :func:`async_database_url` accepts. PostgreSQL
+    connections get ``connect_timeout`` s to connect and authenticate (asyncpg's default, 60 s,
+    is how long a server that accepts TCP and never answers hung every command)."""
     async_url = async_database_url(url)
     if async_url.get_backend_name() == "sqlite":
         database = async_url.database
@@ -25,7 +27,12 @@ def create_engine(url: str, *, echo: bool = False) -> AsyncEngine:
         event.listen(engine.sync_engine, "connect", _configure_sqlite)
         return engine
     return _create_async_engine(
-        async_url, echo=echo, pool_size=10, max_overflow=20, pool_pre_ping=True
+        async_url,
+        echo=echo,
+        pool_size=10,
+        max_overflow=20,
+        pool_pre_ping=True,
+        connect_args={"timeout": connect_timeout},
     )
 
 
