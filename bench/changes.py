@@ -924,6 +924,17 @@ def cost_table(cost: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def concurrent_line(cost: dict[str, Any]) -> str:
+    found = cost.get("concurrent")
+    if not found:
+        return ""
+    rate = found["commits_per_s"]
+    return (
+        f"{found['writers']} concurrent writers (own rows): {rate['enabled']} commits/s with "
+        f"the triggers, {rate['disabled']} without (ratio {found['ratio']})"
+    )
+
+
 def checks(results: list[ModeResult]) -> dict[str, bool]:
     on = next((r for r in results if r.capture), None)
     if on is None:
@@ -1078,6 +1089,7 @@ def format_report(report: dict[str, Any], modes: list[ModeResult]) -> str:
             f"statements per row in {cc['rounds']} alternating batches, capture triggers "
             f"enabled (on) / disabled (off); outbox rows: written per statement (on)",
             cost_table(report["trigger_cost"]),
+            concurrent_line(report["trigger_cost"]),
         ]
     on = next((r for r in modes if r.capture), None)
     if on is not None and on.summary().p99_ms is not None:

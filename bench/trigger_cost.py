@@ -9,10 +9,16 @@ machine's busy and quiet moments; ``warmup`` statements before each batch are no
 Per statement and state: p50 and p99 over all its timed statements, the ratios enabled /
 disabled, and each batch's p50. With triggers enabled the outbox (``cache_changes``)
 is emptied before each batch and its rows counted after it (rows written per statement).
+
+Then throughput under concurrency: ``writers`` connections each updating its own menu row in
+a loop for ``seconds``, triggers enabled and disabled alternately over ``rounds`` rounds
+(commits per second, summed). A trigger that serialised commits (as ``NOTIFY`` does) shows
+here, not in the one-connection timings.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -21,7 +27,13 @@ import asyncpg
 
 from bench._support import asyncpg_dsn, quantile
 
-__all__ = ["CostConfig", "StatementCost", "capture_triggers", "measure_trigger_cost"]
+__all__ = [
+    "CostConfig",
+    "StatementCost",
+    "capture_triggers",
+    "measure_concurrent_writes",
+    "measure_trigger_cost",
+]
 
 CAPTURE_PREFIX = "ogcache_capture"
 OUTBOX = "cache_changes"
@@ -33,6 +45,8 @@ class CostConfig:
     statements: int = 2000  # timed, per statement and state, over all rounds
     rounds: int = 10  # alternating enabled/disabled batches of statements / rounds each
     warmup: int = 20  # per batch, not timed
+    writers: int = 16  # concurrent connections of the throughput measurement
+    writer_seconds: float = 2.0  # per state and round
 
 
 @dataclass
@@ -172,4 +186,52 @@ async def measure_trigger_cost(database_url: str, config: CostConfig) -> dict[st
         "config": asdict(config),
         "triggers": triggers,
         "statements": [cost.as_dict() for cost in costs],
+        "concurrent": await measure_concurrent_writes(database_url, config, triggers),
     }
+
+
+async def measure_concurrent_writes(
+    database_url: str, config: CostConfig, triggers: dict[str, list[str]]
+) -> dict[str, Any]:
+    """Commits per second of ``config.writers`` concurrent single-row UPDATEs, triggers
+    enabled and disabled in alternation; per state the median over the rounds."""
+    dsn = asyncpg_dsn(database_url)
+    control = await asyncpg.connect(dsn)
+    writers = [await asyncpg.connect(dsn) for _ in range(config.writers)]
+    try:
+        ids = [row[0] for row in await control.fetch("SELECT id FROM menu_items ORDER BY id")]
+        rates: dict[str, list[float]] = {state: [] for state in STATES}
+        for round_index in range(max(2, config.rounds // 5)):
+            for state in STATES if round_index % 2 == 0 else STATES[::-1]:
+                await _set_triggers(control, triggers, state == "enabled")
+                rates[state].append(await _write_for(writers, ids, config.writer_seconds))
+        await _set_triggers(control, triggers, True)
+        await _outbox(control, empty=True)
+    finally:
+        for connection in (control, *writers):
+            await connection.close()
+    median = {state: sorted(found)[len(found) // 2] for state, found in rates.items()}
+    return {
+        "writers": config.writers,
+        "commits_per_s": {state: round(rate) for state, rate in median.items()},
+        "ratio": round(median["enabled"] / median["disabled"], 2) if median["disabled"] else None,
+        "rounds": rates,
+    }
+
+
+async def _write_for(writers: list[asyncpg.Connection], ids: list[int], seconds: float) -> float:
+    """Commits per second of every writer updating its own row until ``seconds`` pass."""
+    stop = time.perf_counter() + seconds
+    done = 0
+
+    async def write(connection: asyncpg.Connection, item_id: int) -> None:
+        nonlocal done
+        while time.perf_counter() < stop:
+            await connection.execute(
+                "UPDATE menu_items SET sort_order = sort_order + 1 WHERE id = $1", item_id
+            )
+            done += 1
+
+    started = time.perf_counter()
+    await asyncio.gather(*(write(c, ids[i % len(ids)]) for i, c in enumerate(writers)))
+    return done / (time.perf_counter() - started)
