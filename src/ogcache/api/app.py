@@ -172,9 +172,10 @@ def _install_metrics(app: FastAPI, runtime: Runtime) -> None:
     registry.register(ChangeCollector(runtime.changes))
     registry.register(HttpCollector(app.state.http_stats))
     directory = os.environ.get(DIRECTORY_VARIABLE)
-    app.state.local_metrics_registry = registry
+    previous = getattr(app.state, "metrics_registry", None)  # installed again: same worker
+    worker = previous.worker if isinstance(previous, WorkerRegistry) else None
     app.state.metrics_registry = (
-        WorkerRegistry(registry, Path(directory)) if directory else registry
+        WorkerRegistry(registry, Path(directory), worker) if directory else registry
     )
     app.state.cache_collector = collector
 

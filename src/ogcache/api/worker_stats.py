@@ -28,6 +28,13 @@ another worker's figures are at most :data:`PUBLISH_INTERVAL` (1 s) plus one eve
 stall old; the answering worker's are current. Gauges (circuit state, ``up``, the in-process
 tier) are the answering worker's own. Without the variable (one process, tests) nothing is
 written and ``/metrics`` is exactly the process's registry.
+
+Cost (measured on a busy 2-core box, ten namespaces in use): a publish is ~1.5-2.5 ms
+(collecting the families ~1 ms, JSON ~0.5 ms, ~30 KB written to tmpfs), once a second per
+worker; ``serve`` puts the directory under ``/dev/shm`` because renaming over a file on
+ext4 cost ~3 ms more. A scrape with three other workers reads and sums their files:
+~15 ms. A replaced worker's file is kept (its totals must not vanish), so the directory
+grows by one file per worker restart.
 """
 
 from __future__ import annotations
@@ -89,11 +96,13 @@ class WorkerFigures:
 class WorkerRegistry(CollectorRegistry):
     """``local``'s families with every other worker's counters and histograms added."""
 
-    def __init__(self, local: CollectorRegistry, directory: Path) -> None:
+    def __init__(
+        self, local: CollectorRegistry, directory: Path, worker: str | None = None
+    ) -> None:
         super().__init__(auto_describe=False)
         self.local = local
         self.directory = directory
-        self.worker = f"{os.getpid()}-{secrets.token_hex(4)}"
+        self.worker = worker or f"{os.getpid()}-{secrets.token_hex(4)}"
         self._path = directory / f"{self.worker}.json"
 
     def publish(self, *, final: bool = False) -> list[Metric]:
@@ -292,7 +301,11 @@ def shared_directory(workers: int) -> Iterator[None]:
     if workers <= 1 or os.environ.get(DIRECTORY_VARIABLE):
         yield
         return
-    directory = tempfile.mkdtemp(prefix="ogcache-workers-")
+    # In memory where there is /dev/shm: renaming over a file on ext4 forces its blocks to
+    # disk (auto_da_alloc), ~3 ms per publish on a busy disk against ~0.03 ms on tmpfs.
+    shm = Path("/dev/shm")  # noqa: S108 - a private directory made by mkdtemp
+    parent = str(shm) if shm.is_dir() and os.access(shm, os.W_OK) else None
+    directory = tempfile.mkdtemp(prefix="ogcache-workers-", dir=parent)
     os.environ[DIRECTORY_VARIABLE] = directory
     try:
         yield
