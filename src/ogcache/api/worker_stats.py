@@ -115,8 +115,11 @@ class WorkerRegistry(CollectorRegistry):
             "families": [_encode(f) for f in families if f.type in _SUMMED],
         }
         temporary = self._path.with_suffix(".tmp")
-        temporary.write_text(json.dumps(document, separators=(",", ":")))
-        temporary.replace(self._path)
+        try:
+            temporary.write_text(json.dumps(document, separators=(",", ":")))
+            temporary.replace(self._path)
+        except OSError as exc:  # the figures are still served, only not shared this time
+            logger.warning("cannot publish this worker's statistics: %s", exc)
         return families
 
     def workers(self) -> list[WorkerFigures]:
@@ -284,13 +287,9 @@ async def publish_forever(registry: WorkerRegistry, interval: float = PUBLISH_IN
     try:
         while True:
             await asyncio.sleep(interval)
-            try:
-                registry.publish()
-            except OSError as exc:
-                logger.warning("cannot publish this worker's statistics: %s", exc)
+            registry.publish()
     finally:
-        with contextlib.suppress(OSError):
-            registry.publish(final=True)
+        registry.publish(final=True)
 
 
 @contextlib.contextmanager
