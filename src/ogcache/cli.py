@@ -173,8 +173,10 @@ def serve(
             "OGCACHE_REDIS_URL"
         )
     from ogcache.api.server import run
+    from ogcache.api.worker_stats import shared_directory
 
-    run(settings, host=host, port=port, workers=workers)
+    with shared_directory(workers):  # the workers' counters, summed in /metrics
+        run(settings, host=host, port=port, workers=workers)
 
 
 def _require_shared_cache(settings: Settings) -> None:

@@ -11,8 +11,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 from fastapi import FastAPI
 from prometheus_client import CollectorRegistry
@@ -26,6 +28,7 @@ from ogcache.api.errors import (
     install_handlers,
     internal_error_response,
 )
+from ogcache.api.http_metrics import HttpCollector, HttpMetrics, HttpStats
 from ogcache.api.links import add_links
 from ogcache.api.metrics import CacheCollector
 from ogcache.api.request_id import RequestId
@@ -39,6 +42,7 @@ from ogcache.api.routes import (
     profiles,
     sessions,
 )
+from ogcache.api.worker_stats import DIRECTORY_VARIABLE, WorkerRegistry, publish_forever
 from ogcache.cache.memo import Memo
 from ogcache.config import Settings, load_settings
 from ogcache.db.failures import bound_connect_time, check_database, explained_failures
@@ -126,6 +130,7 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
         owned = runtime is None
         active = runtime or Runtime.open(settings or load_settings())
         refresher: asyncio.Task[None] | None = None
+        publisher: asyncio.Task[None] | None = None
         try:
             if owned:
                 try:
@@ -135,6 +140,8 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
                     raise
             app.state.runtime = active
             _install_metrics(app, active)
+            if isinstance(app.state.metrics_registry, WorkerRegistry):
+                publisher = asyncio.create_task(publish_forever(app.state.metrics_registry))
             if owned:
                 active.changes.start()
                 refresher = asyncio.create_task(
@@ -142,10 +149,11 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
                 )
             yield
         finally:
-            if refresher is not None:
-                refresher.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await refresher
+            for task in (refresher, publisher):
+                if task is not None:
+                    task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await task
             if owned:
                 await active.close()
 
@@ -165,7 +173,9 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     limit = (settings or (runtime.settings if runtime else None) or load_settings()).max_body_bytes
     app.add_middleware(BodySizeLimit, limit=limit)
     app.add_middleware(BriefStartupFailure)
-    app.add_middleware(RequestId, on_error=internal_error_response)  # added last: outermost
+    app.add_middleware(RequestId, on_error=internal_error_response)
+    app.state.http_stats = HttpStats()
+    app.add_middleware(HttpMetrics, stats=app.state.http_stats)  # added last: outermost
     if runtime is not None:
         app.state.runtime = runtime
         _install_metrics(app, runtime)
@@ -196,11 +206,19 @@ class BriefStartupFailure:
 
 
 def _install_metrics(app: FastAPI, runtime: Runtime) -> None:
+    """This process's registry; under ``serve --workers N`` (the directory named in the
+    environment) one that adds the other workers' counters (:mod:`ogcache.api.worker_stats`)."""
     registry = CollectorRegistry(auto_describe=True)
     collector = CacheCollector(runtime.cache)
     registry.register(collector)
     registry.register(ChangeCollector(runtime.changes))
-    app.state.metrics_registry = registry
+    registry.register(HttpCollector(app.state.http_stats))
+    directory = os.environ.get(DIRECTORY_VARIABLE)
+    previous = getattr(app.state, "metrics_registry", None)  # installed again: same worker
+    worker = previous.worker if isinstance(previous, WorkerRegistry) else None
+    app.state.metrics_registry = (
+        WorkerRegistry(registry, Path(directory), worker) if directory else registry
+    )
     app.state.cache_collector = collector
 
 

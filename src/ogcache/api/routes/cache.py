@@ -10,12 +10,13 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal, get_args
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from ogcache.api.change_metrics import changes_json
 from ogcache.api.deps import AdminDep, IsAdminDep, RuntimeDep
 from ogcache.api.errors import BadRequestRoute
+from ogcache.api.worker_stats import add_workers, workers_of
 from ogcache.cache import CacheReport, NamespaceStatsSnapshot, VerifierSettings
 from ogcache.cache.local import LocalStats
 from ogcache.errors import InvalidInputError
@@ -175,15 +176,18 @@ def _local_json(local: LocalStats, *, live: bool | None) -> dict[str, Any]:
 
 
 @router.get("")
-async def cache_stats(runtime: RuntimeDep, admin: IsAdminDep) -> dict[str, Any]:
+async def cache_stats(request: Request, runtime: RuntimeDep, admin: IsAdminDep) -> dict[str, Any]:
     """Availability, key count, memory and per-namespace statistics. Availability, the key
     count and memory are measured at most every ``OGCACHE_STATS_MAX_AGE`` seconds for callers
-    without the admin token (``measuredSecondsAgo`` says when)."""
+    without the admin token (``measuredSecondsAgo`` says when). Under ``serve --workers N``
+    the counters are totals over every worker (latencies: the answering worker's), and
+    ``workers`` lists each one's hits and misses (at most a second old)."""
     max_age = 0.0 if admin else runtime.settings.stats_max_age
     body = report_json(await runtime.cache.report(max_age=max_age), runtime.cache.policy.verifier)
     body["stats"]["changes"] = changes_json(
         runtime.changes.stats, enabled=runtime.settings.change_capture
     )
+    add_workers(body, workers_of(request.app.state.metrics_registry))
     return body
 
 
