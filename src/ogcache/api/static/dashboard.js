@@ -120,11 +120,21 @@
   }
 
   // ---- charts ------------------------------------------------------------------------------
-  function niceMax(v) {
+  // The smallest of 1, 2, 2.5 and 5 times a power of ten that is at least v.
+  function niceStep(v) {
     if (!(v > 0)) return 1;
-    const step = Math.pow(10, Math.floor(Math.log10(v)));
-    for (const m of [1, 2, 2.5, 5, 10]) if (v <= m * step) return m * step;
-    return 10 * step;
+    const power = Math.pow(10, Math.floor(Math.log10(v)));
+    for (const m of [1, 2, 2.5, 5, 10]) if (v <= m * power * 1.000001) return m * power;
+    return 10 * power;
+  }
+
+  // The time axis: the last WINDOW_S seconds, or less while the page is younger (at least 60).
+  function timeAxis() {
+    const now = samples.length ? samples[samples.length - 1].t : Date.now() / 1000;
+    const first = samples.length ? samples[0].t : now;
+    const span = Math.min(WINDOW_S, Math.max(60, Math.ceil((now - first) / 30) * 30));
+    const tick = [10, 15, 30, 60].find((s) => span / s <= 6) || 60;
+    return { now, span, tick };
   }
 
   function prepareCanvas(canvas) {
@@ -140,7 +150,12 @@
     return { ctx, width, height };
   }
 
-  function drawAxes(ctx, box, yMax, format) {
+  function tickLabel(seconds) {
+    if (seconds === 0) return "now";
+    return seconds % 60 === 0 ? "-" + seconds / 60 + "m" : "-" + seconds + "s";
+  }
+
+  function drawAxes(ctx, box, axis, yMax, format) {
     ctx.strokeStyle = "#e3e6ea";
     ctx.fillStyle = "#667085";
     ctx.lineWidth = 1;
@@ -152,29 +167,32 @@
       ctx.moveTo(box.left, y);
       ctx.lineTo(box.right, y);
       ctx.stroke();
-      ctx.fillText(format((yMax * i) / 4), box.left - 4, y);
+      ctx.fillText(i === 0 ? "0" : format((yMax * i) / 4), box.left - 4, y);
     }
-    ctx.textAlign = "center";
     ctx.textBaseline = "top";
-    for (let m = 0; m <= WINDOW_S / 60; m += 1) {
-      const x = box.right - (m * 60 / WINDOW_S) * (box.right - box.left);
-      ctx.fillText(m === 0 ? "now" : "-" + m + "m", x, box.bottom + 4);
+    for (let s = 0; s <= axis.span; s += axis.tick) {
+      const x = box.right - (s / axis.span) * (box.right - box.left);
+      ctx.textAlign = s === 0 ? "right" : "center";
+      ctx.fillText(tickLabel(s), x, box.bottom + 4);
     }
   }
 
-  function drawLegend(ctx, lines, box) {
-    let x = box.left;
+  // The legend, in as many rows as it needs above the plot; returns its height.
+  function drawLegend(ctx, lines, left, right) {
+    let x = left;
+    let y = 3;
     ctx.textAlign = "left";
     ctx.textBaseline = "top";
     for (const line of lines) {
       const width = ctx.measureText(line.label).width + 22;
-      if (x + width > box.right) break;
+      if (x > left && x + width > right) { x = left; y += 14; }
       ctx.fillStyle = line.colour;
-      ctx.fillRect(x, 4, 10, 10);
+      ctx.fillRect(x, y + 1, 10, 10);
       ctx.fillStyle = "#1d2430";
-      ctx.fillText(line.label, x + 14, 3);
+      ctx.fillText(line.label, x + 14, y);
       x += width;
     }
+    return lines.length ? y + 16 : 6;
   }
 
   function drawLine(ctx, line, scaleX, scaleY) {
@@ -195,16 +213,20 @@
     ctx.fill();
   }
 
-  // Lines [{label, colour, points: [[t, v]], dash?}] over the last WINDOW_S seconds, from 0.
-  function drawChart(canvas, lines, format = (v) => fmt(v, 2), fixedMax = null) {
+  // Lines [{label, colour, points: [[t, v]], dash?}] from 0 up; options: format (axis
+  // labels), max (a fixed top), integer (counts: whole-number ticks).
+  function drawChart(canvas, lines, options = {}) {
+    const format = options.format || ((v) => fmt(v, 2));
     const { ctx, width, height } = prepareCanvas(canvas);
-    const box = { left: 48, right: width - 8, top: 20, bottom: height - 18 };
-    const now = samples.length ? samples[samples.length - 1].t : Date.now() / 1000;
     const drawn = lines.filter((l) => l.points.length > 0);
+    const top = drawLegend(ctx, drawn, 48, width - 6);
+    const box = { left: 48, right: width - 6, top: top + 4, bottom: height - 18 };
+    const axis = timeAxis();
     const peak = Math.max(0, ...drawn.flatMap((l) => l.points.map((p) => p[1])));
-    const yMax = fixedMax !== null ? fixedMax : niceMax(peak);
-    drawAxes(ctx, box, yMax, format);
-    const scaleX = (t) => box.right - ((now - t) / WINDOW_S) * (box.right - box.left);
+    const step = options.integer ? Math.max(1, Math.ceil(niceStep(peak / 4))) : niceStep(peak / 4);
+    const yMax = options.max || 4 * step;
+    drawAxes(ctx, box, axis, yMax, format);
+    const scaleX = (t) => box.right - ((axis.now - t) / axis.span) * (box.right - box.left);
     const scaleY = (v) => box.bottom - (Math.min(v, yMax) / yMax) * (box.bottom - box.top);
     ctx.save();
     ctx.beginPath();
@@ -212,7 +234,6 @@
     ctx.clip();
     for (const line of drawn) drawLine(ctx, line, scaleX, scaleY);
     ctx.restore();
-    drawLegend(ctx, drawn, box);
     if (!drawn.length) {
       ctx.fillStyle = "#667085";
       ctx.textAlign = "center";
@@ -221,30 +242,37 @@
     canvas.dataset.points = String(Math.max(0, ...drawn.map((l) => l.points.length)));
   }
 
+  const mib = (v) => (isNum(v) ? v / 1048576 : null);
+  const changes = (stats) => stats.changes || {};
+  const lag = (stats) => changes(stats).lagMs || {};
+  const verifier = (stats) => stats.verifier || {};
+  const local = (stats) => stats.local || {};
+
   function renderCharts(names) {
-    drawChart($("chart-hit-rate"), perNamespace(names, (n) => pointsOf(nsField(n, "hitRate")).map(([t, v]) => [t, v * 100])), (v) => fmt(v, 0), 100);
+    const counts = { format: (v) => fmt(v, 0), integer: true };
+    drawChart($("chart-hit-rate"), perNamespace(names,
+      (n) => pointsOf(nsField(n, "hitRate")).map(([t, v]) => [t, v * 100])), { format: (v) => fmt(v, 0), max: 100 });
     drawChart($("chart-hits"), perNamespace(names, (n) => rateOf(nsField(n, "hits"))));
     drawChart($("chart-misses"), perNamespace(names, (n) => rateOf(nsField(n, "misses"))));
-    drawChart($("chart-p50"), perNamespace(names, (n) => pointsOf(nsField(n, "latencyMs", "p50"))), fmtMs);
-    drawChart($("chart-p99"), perNamespace(names, (n) => pointsOf(nsField(n, "latencyMs", "p99"))), fmtMs);
+    drawChart($("chart-p50"), perNamespace(names, (n) => pointsOf(nsField(n, "latencyMs", "p50"))), { format: fmtMs });
+    drawChart($("chart-p99"), perNamespace(names, (n) => pointsOf(nsField(n, "latencyMs", "p99"))), { format: fmtMs });
     drawChart($("chart-keys"), [
       { label: "keys", colour: PALETTE[0], points: pointsOf((s) => s.totalKeys) },
-      { label: "L1 entries", colour: PALETTE[2], points: pointsOf((s) => s.local && s.local.entries) },
-    ], (v) => fmt(v, 0));
-    const mib = (v) => (isNum(v) ? v / 1048576 : null);
+      { label: "L1 entries", colour: PALETTE[2], points: pointsOf((s) => local(s).entries) },
+    ], counts);
     drawChart($("chart-memory"), [
       { label: "used", colour: PALETTE[3], points: pointsOf((s) => mib(s.memory && s.memory.usedBytes)) },
-      { label: "L1", colour: PALETTE[2], points: pointsOf((s) => mib(s.local && s.local.bytes)) },
-    ], (v) => fmt(v, 2));
+      { label: "L1", colour: PALETTE[2], points: pointsOf((s) => mib(local(s).bytes)) },
+    ]);
     drawChart($("chart-changes"), [
-      { label: "lag p50 ms", colour: PALETTE[0], points: pointsOf((s) => s.changes && s.changes.lagMs && s.changes.lagMs.p50) },
-      { label: "lag p99 ms", colour: PALETTE[1], points: pointsOf((s) => s.changes && s.changes.lagMs && s.changes.lagMs.p99) },
-      { label: "backlog", colour: PALETTE[4], points: pointsOf((s) => s.changes && s.changes.backlog), dash: [4, 3] },
+      { label: "lag p50 ms", colour: PALETTE[0], points: pointsOf((s) => lag(s).p50) },
+      { label: "lag p99 ms", colour: PALETTE[1], points: pointsOf((s) => lag(s).p99) },
+      { label: "backlog", colour: PALETTE[4], points: pointsOf((s) => changes(s).backlog), dash: [4, 3] },
     ]);
     drawChart($("chart-verifier"), [
-      { label: "verified", colour: PALETTE[2], points: pointsOf((s) => s.verifier && s.verifier.verified) },
-      { label: "inconsistent", colour: PALETTE[1], points: pointsOf((s) => s.verifier && s.verifier.inconsistent) },
-    ], (v) => fmt(v, 0));
+      { label: "verified", colour: PALETTE[2], points: pointsOf((s) => verifier(s).verified) },
+      { label: "inconsistent", colour: PALETTE[1], points: pointsOf((s) => verifier(s).inconsistent) },
+    ], counts);
   }
 
   // ---- tiles and table ---------------------------------------------------------------------
@@ -338,7 +366,7 @@
 
   // ---- admin actions -----------------------------------------------------------------------
   function describe(result) {
-    if (result.action === "clear-prefix") return "clear-prefix " + String(result.prefix) + ": " + fmt(result.keysCleared) + " keys removed";
+    if (result.action === "clear-prefix") return "clear-prefix " + JSON.stringify(String(result.prefix)) + ": " + fmt(result.keysCleared) + " keys removed";
     if (result.action === "clear") return "clear: " + fmt(result.keysCleared) + " keys removed";
     const warmed = Array.isArray(result.warmed) ? result.warmed.map(String).join(", ") : "";
     return String(result.action) + ": " + fmt(result.keysWarmed) + " keys warmed" + (warmed ? " (" + warmed + ")" : "");
