@@ -45,7 +45,7 @@ def find_chromium() -> str | None:
     """``OGCACHE_TEST_CHROMIUM``, else a Chromium or Chrome on the PATH or where Debian puts it."""
     configured = os.environ.get("OGCACHE_TEST_CHROMIUM")
     if configured:
-        return configured
+        return configured if os.access(configured, os.X_OK) else None
     for name in CHROMIUM_NAMES:
         found = shutil.which(name)
         if found:
@@ -53,16 +53,31 @@ def find_chromium() -> str | None:
     return next((path for path in CHROMIUM_PATHS if os.access(path, os.X_OK)), None)
 
 
+NO_CHROMIUM = (
+    "no Chromium on this machine for the dashboard's browser test: install it with "
+    f"`{INSTALL_CHROMIUM}` (Debian/Ubuntu, as root), or point OGCACHE_TEST_CHROMIUM at a "
+    "Chromium or Chrome binary"
+)
+
+
 @pytest.fixture(scope="module")
 def chromium() -> str:
     path = find_chromium()
     if path is None:
-        pytest.skip(
-            "no Chromium on this machine for the dashboard's browser test: install it with "
-            f"`{INSTALL_CHROMIUM}` (Debian/Ubuntu, as root), or point OGCACHE_TEST_CHROMIUM "
-            "at a Chromium or Chrome binary"
-        )
+        pytest.skip(NO_CHROMIUM)
     return path
+
+
+def test_without_chromium_the_skip_names_the_install_command(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path))
+    monkeypatch.setattr(f"{__name__}.CHROMIUM_PATHS", (str(tmp_path / "chromium"),))
+    monkeypatch.delenv("OGCACHE_TEST_CHROMIUM", raising=False)
+    assert find_chromium() is None
+    monkeypatch.setenv("OGCACHE_TEST_CHROMIUM", str(tmp_path / "missing"))
+    assert find_chromium() is None
+    assert "`apt-get install -y chromium`" in NO_CHROMIUM
 
 
 @dataclass
@@ -73,6 +88,12 @@ class Server:
     def get(self, path: str, token: str | None = None) -> httpx.Response:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         return httpx.get(f"{self.base}{path}", headers=headers, timeout=30)
+
+    def wait_until_healthy(self, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        while self.get("/healthz").status_code != 200:
+            assert time.monotonic() < deadline, "the server did not become healthy"
+            time.sleep(0.2)
 
     def read_menu(self, times: int) -> None:
         for _ in range(times):
@@ -115,7 +136,7 @@ def server(tmp_path: Path, redis_url: str) -> Iterator[Server]:
     try:
         wait_for_port("127.0.0.1", port, timeout=60)
         running = Server(f"http://127.0.0.1:{port}", prefix)
-        assert running.get("/healthz").status_code == 200
+        running.wait_until_healthy()
         yield running
         clear = httpx.post(
             f"{running.base}/api/cache",
