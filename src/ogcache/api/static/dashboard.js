@@ -13,24 +13,27 @@
     "#17becf", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22"];
   const CIRCUIT_CLASS = { closed: "good", suspect: "warn", settling: "warn", half_open: "warn", open: "bad" };
 
-  const samples = []; // {t: seconds, stats: the "stats" object, body: the whole answer}
+  const samples = []; // {t: seconds, stats: the answer's "stats" object}
   const colours = new Map(); // namespace -> palette index, fixed on first sight
   const $ = (id) => document.getElementById(id);
 
   // ---- the token ---------------------------------------------------------------------------
+  let pageToken = ""; // where sessionStorage is disabled: this page's memory only
+
   function storedToken() {
     try {
       return sessionStorage.getItem(TOKEN_KEY) || "";
     } catch (_) {
-      return "";
+      return pageToken;
     }
   }
 
   function storeToken(value) {
+    pageToken = value;
     try {
       if (value) sessionStorage.setItem(TOKEN_KEY, value);
       else sessionStorage.removeItem(TOKEN_KEY);
-    } catch (_) { /* storage disabled: the token is simply not kept */ }
+    } catch (_) { /* storage disabled: kept in pageToken until the page is left */ }
     showTokenState();
   }
 
@@ -334,7 +337,7 @@
   // ---- polling -----------------------------------------------------------------------------
   function record(body) {
     const t = Date.now() / 1000;
-    samples.push({ t, stats: body.stats || {}, body });
+    samples.push({ t, stats: body.stats || {} });
     while (samples.length && samples[0].t < t - WINDOW_S) samples.shift();
     const names = namespaceNames();
     renderTiles(body, body.stats || {});
