@@ -37,6 +37,7 @@ from ogcache.api.routes import (
     auth,
     cache,
     conversations,
+    dashboard,
     health,
     menu,
     profiles,
@@ -169,6 +170,7 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     app.state.health_checks = Memo[health.Checks]()
     for module in (profiles, conversations, menu, auth, sessions, analytics, cache, health):
         app.include_router(module.router)
+    app.include_router(dashboard.router)  # GET /dashboard: the page, its script and styles
     add_links(app)
     limit = (settings or (runtime.settings if runtime else None) or load_settings()).max_body_bytes
     app.add_middleware(BodySizeLimit, limit=limit)
