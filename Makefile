@@ -13,7 +13,7 @@ endif
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: install install-server uv run test test-fast lint typecheck pytest docs bench clean
+.PHONY: install install-server uv run test test-fast lint typecheck pytest browser docs bench clean
 
 uv:
 	@$(UV) --version >/dev/null 2>&1 || python3 -m pip install --quiet uv || python3 -m pip install --quiet --user uv
@@ -47,8 +47,16 @@ lint: install
 typecheck: install
 	$(BIN)/mypy
 
-pytest: install
+pytest: install browser
 	$(BIN)/pytest
+
+# The dashboard's browser test drives the system Chromium; install it where we may (root with
+# apt), else the test skips and says how.
+browser:
+	@command -v chromium >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null \
+	  && { apt-get install -y -q chromium >/dev/null 2>&1 \
+	       || { apt-get update -q >/dev/null 2>&1 && apt-get install -y -q chromium >/dev/null 2>&1; }; }; } \
+	  || echo "chromium not installed: the dashboard's browser test will skip (apt-get install -y chromium)"
 
 # The library's pages and its reference from docstrings (mkdocs.yml); --strict: no drift.
 docs: install
