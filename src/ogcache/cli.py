@@ -6,28 +6,28 @@ non-zero with a readable message on failure.
 
 from __future__ import annotations
 
-import asyncio
 import os
 from collections.abc import Awaitable, Callable, Iterable
 from pathlib import Path
-from typing import Annotated, Any, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar
 
 import typer
-from pydantic import BaseModel, ValidationError
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn
-from rich.table import Table
 
 from ogcache import __version__
-from ogcache.cache import BackendError, CacheError
-from ogcache.config import Settings, load_settings, redact_url
 from ogcache.errors import OgcacheError
-from ogcache.log import configure_logging
-from ogcache.runtime import Runtime
-from ogcache.schemas import MenuItemCreate, MenuItemPublic, MenuItemUpdate
-from ogcache.services import MenuService, WarmupReport
-from ogcache.services.menu import price_tiers
+
+# What a command needs (pydantic, SQLAlchemy, the cache backends, FastAPI, uvicorn) is imported
+# in its body, so that `ogcache --help` and a command's `--help` load typer and rich only;
+# tests/test_cli_startup.py holds this module to it.
+if TYPE_CHECKING:
+    from pydantic import BaseModel
+
+    from ogcache.config import Settings
+    from ogcache.runtime import Runtime
+    from ogcache.schemas import MenuItemPublic
+    from ogcache.services import MenuService, WarmupReport
 
 __all__ = ["app", "main"]
 
@@ -78,6 +78,9 @@ DEMO_SECRETS = Path(".ogcache-demo.env")
 
 
 def _settings() -> Settings:
+    from ogcache.config import load_settings
+    from ogcache.log import configure_logging
+
     files = (".env", DEMO_SECRETS) if DEMO_SECRETS.is_file() else ".env"
     settings = load_settings(_env_file=files)
     configure_logging(settings)
@@ -112,6 +115,10 @@ def _run(work: Callable[[Runtime], Awaitable[T]], *, shared_cache: bool = False)
 
     ``shared_cache``: ``work`` acts on the server's cache, which this process can reach only
     when it is shared (Redis, Upstash); the in-process one lives inside each server."""
+    import asyncio
+
+    from ogcache.cache import CacheError
+    from ogcache.runtime import Runtime
 
     async def main() -> T:
         from ogcache.db.failures import bound_connect_time, explained_failures
@@ -214,6 +221,7 @@ def _check_port_free(host: str, port: int) -> None:
 
 def _print_demo_help(settings: Settings, host: str, port: int) -> None:
     """Print where to point curl, with this run's admin token and a demo user's token."""
+    from ogcache.config import redact_url
     from ogcache.db.seed import seed_demo_data
 
     async def prepare(runtime: Runtime) -> str:
@@ -250,6 +258,9 @@ def demo(
     rounds: Annotated[int, typer.Option(min=10, max=100_000, help="Timed rounds per row.")] = 200,
 ) -> None:
     """Create the schema, seed demo data, and compare cached and uncached reads."""
+    from rich.table import Table
+
+    from ogcache.config import redact_url
     from ogcache.db.seed import seed_demo_data
     from ogcache.demo import run_demo
 
@@ -281,6 +292,8 @@ def demo(
 
 
 def _print_stats(runtime: Runtime) -> None:
+    from rich.table import Table
+
     table = Table(title="Cache statistics per namespace")
     for column in ("Namespace", "Hits", "Misses", "Hit rate", "Loads", "Errors", "p99 op ms"):
         table.add_column(column, justify="left" if column == "Namespace" else "right")
@@ -327,6 +340,7 @@ def db_seed() -> None:
 @cache_app.command("stats")
 def cache_stats() -> None:
     """Backend, availability, key count and memory use of the cache."""
+    from ogcache.cache import BackendError
 
     async def work(runtime: Runtime) -> None:
         report = await runtime.cache.report()
@@ -370,6 +384,8 @@ def warmup(
     user: Annotated[str | None, typer.Option("--user", help="Also this user's data.")] = None,
 ) -> None:
     """Load critical data from the database into the cache."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn
+    from rich.table import Table
 
     async def work(runtime: Runtime) -> list[tuple[str, str]]:
         await runtime.cache.ping()  # warming an unreachable cache would store nothing
@@ -436,7 +452,7 @@ CLEARABLE = (
     "type", "thc", "cbd", "cbg", "price_1pc", "price_1g", "price_5g", "price_20g", "description"
 )  # fmt: skip
 
-M = TypeVar("M", bound=BaseModel)
+M = TypeVar("M", bound="BaseModel")
 
 
 def _usage_error(message: str) -> NoReturn:
@@ -448,6 +464,8 @@ def _usage_error(message: str) -> NoReturn:
 def _validated(model: type[M], fields: dict[str, Any], nulls: Iterable[str] = ()) -> M:
     """The options given (``None``: not given, dropped) and ``nulls`` set to ``None`` as
     ``model``, or exit 2 naming each option that is wrong, by its option name."""
+    from pydantic import ValidationError
+
     given = {name: value for name, value in fields.items() if value is not None}
     try:
         return model.model_validate(given | dict.fromkeys(nulls))
@@ -475,6 +493,8 @@ def _cleared(clear: list[str], fields: dict[str, Any]) -> list[str]:
 
 def _item_line(item: MenuItemPublic) -> str:
     """One item on one line: id, name, category (and type), prices, availability."""
+    from ogcache.services.menu import price_tiers
+
     tiers = [f"{label} {price}" for label, price in price_tiers(item)]
     kind = ", ".join(part for part in (item.category, item.type) if part)
     prices = f"{', '.join(tiers)} THB" if tiers else "no price"
@@ -554,6 +574,8 @@ def menu_add(
     sort_order: SortOrderOption = None,
 ) -> None:
     """Add an item (exit 2 for invalid input, 1 if the name is taken)."""
+    from ogcache.schemas import MenuItemCreate
+
     data = _validated(
         MenuItemCreate,
         {
@@ -588,6 +610,8 @@ def menu_set(
     ] = None,
 ) -> None:
     """Change the options given of one item, e.g. `--price-1g 900 --unavailable`."""
+    from ogcache.schemas import MenuItemUpdate
+
     fields = {
         "category": category, "type": kind, "thc": thc, "cbd": cbd, "cbg": cbg,
         "price_1pc": price_1pc, "price_1g": price_1g, "price_5g": price_5g,

@@ -46,9 +46,12 @@ def main() -> None:
         return
     try:
         from ogcache.cli import main as cli_main
+
+        # The commands import what they need when they run (``--help`` loads typer and rich
+        # only), so a missing server package shows up here too, not only at the import.
+        cli_main()
     except ModuleNotFoundError as exc:
         if (exc.name or "").partition(".")[0] not in _SERVER_MODULES:
             raise
         print(SERVER_EXTRA_HINT, file=sys.stderr)
         raise SystemExit(1) from None
-    cli_main()

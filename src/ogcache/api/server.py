@@ -20,6 +20,11 @@ __all__ = ["http_protocol", "run"]
 
 logger = logging.getLogger("ogcache.api")
 
+# Seconds uvicorn's supervisor waits for a ``--workers`` process to answer its ping before it
+# replaces it as dead, and gives a new one to be ready on SIGHUP (uvicorn's default: 5). On a
+# busy machine a worker importing and starting the application can take longer than that.
+WORKER_HEALTHCHECK_TIMEOUT = 30
+
 
 def http_protocol(settings: Settings) -> str:
     """uvicorn's ``http=`` for these settings: the limited httptools protocol by import path
@@ -58,4 +63,5 @@ def run(
         http=http_protocol(settings),
         h11_max_incomplete_event_size=settings.max_header_bytes,
         log_level=settings.log_level.lower(),
+        timeout_worker_healthcheck=WORKER_HEALTHCHECK_TIMEOUT,
     )
