@@ -173,17 +173,37 @@ def serve(
             if secret is not None:
                 os.environ.setdefault(variable, secret.get_secret_value())
         _print_demo_help(settings, host, port)
-    if workers > 1 and not settings.redis_url:
+    if workers > 1:
+        _prepare_once(settings)
+    if workers > 1 and not settings.redis_url and settings.database_url.startswith("postgres"):
         errors.print(
-            "[yellow]warning:[/] several workers with the in-process cache: each worker has "
-            "its own cache and one worker's writes do not invalidate another's entries; set "
-            "OGCACHE_REDIS_URL"
+            "[yellow]warning:[/] several workers with the in-process cache on PostgreSQL: each "
+            "worker has its own cache, and writes made outside the app reach only one of them "
+            "(the change capture leader's); set OGCACHE_REDIS_URL"
         )
     from ogcache.api.server import run
     from ogcache.api.worker_stats import shared_directory
 
     with shared_directory(workers):  # the workers' counters, summed in /metrics
         run(settings, host=host, port=port, workers=workers)
+
+
+def _prepare_once(settings: Settings) -> None:
+    """Migrate (and seed, if asked) here, once, before the workers start: each worker would
+    otherwise run the same migration at the same moment, and all but one would fail."""
+    if not (settings.auto_migrate or settings.seed_demo_data):
+        return
+    from ogcache.db.seed import seed_demo_data
+
+    async def prepare(runtime: Runtime) -> None:
+        if settings.auto_migrate:
+            await runtime.migrate()
+        if settings.seed_demo_data:
+            await seed_demo_data(runtime.db)
+
+    _run(prepare)
+    os.environ["OGCACHE_AUTO_MIGRATE"] = "false"  # the workers read the environment
+    os.environ["OGCACHE_SEED_DEMO_DATA"] = "false"
 
 
 def _require_shared_cache(settings: Settings) -> None:
