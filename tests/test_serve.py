@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import re
 import signal
@@ -192,3 +193,38 @@ def test_serve_with_two_workers_starts_on_a_busy_machine(tmp_path: Path) -> None
         for burner in burners:
             burner.kill()
             burner.wait()
+
+
+def test_json_logs_put_the_request_id_on_every_line_of_a_request(tmp_path: Path) -> None:
+    """OGCACHE_LOG_FORMAT=json: every line the server writes is one JSON object, and the lines
+    of a request (uvicorn's access line among them) carry its X-Request-ID."""
+    port = free_port()
+    environment = {
+        **_environment(tmp_path),
+        "OGCACHE_LOG_FORMAT": "JSON",
+        "OGCACHE_LOG_LEVEL": "DEBUG",
+    }
+    log_path = tmp_path / "serve.log"
+    with log_path.open("w") as log:
+        process = subprocess.Popen(
+            [str(Path(sys.executable).parent / "ogcache"), "serve", "--port", str(port)],
+            cwd=tmp_path,
+            env=environment,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        wait_for_port("127.0.0.1", port, timeout=60)
+        response = httpx.get(
+            f"http://127.0.0.1:{port}/api/menu", headers={"X-Request-ID": "req-json-1"}, timeout=30
+        )
+        assert response.status_code == 200
+    finally:
+        _stop_session(process)
+    lines = [line for line in log_path.read_text().splitlines() if line.strip()]
+    records = [json.loads(line) for line in lines]  # every line is JSON
+    assert {"time", "level", "logger", "request_id", "message"} <= set(records[0])
+    mine = [r for r in records if r["request_id"] == "req-json-1"]
+    assert any(r["logger"] == "uvicorn.access" for r in mine), records
+    assert any(r.get("event", "").startswith("cache.") for r in mine), records  # DEBUG events

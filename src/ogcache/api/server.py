@@ -15,6 +15,7 @@ import os
 import uvicorn
 
 from ogcache.config import Settings
+from ogcache.log import uvicorn_log_config
 
 __all__ = ["http_protocol", "run"]
 
@@ -54,6 +55,7 @@ def run(
     # Worker processes read their settings from the environment: pass these limits on.
     os.environ["OGCACHE_MAX_HEADER_BYTES"] = str(settings.max_header_bytes)
     os.environ["OGCACHE_REQUEST_READ_TIMEOUT"] = repr(settings.request_read_timeout)
+    log_config = uvicorn_log_config(settings) or uvicorn.config.LOGGING_CONFIG
     uvicorn.run(
         app,
         factory=True,
@@ -64,4 +66,5 @@ def run(
         h11_max_incomplete_event_size=settings.max_header_bytes,
         log_level=settings.log_level.lower(),
         timeout_worker_healthcheck=WORKER_HEALTHCHECK_TIMEOUT,
+        log_config=log_config,
     )
