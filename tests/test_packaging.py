@@ -17,6 +17,7 @@ from packaging.requirements import Requirement
 
 import ogcache
 from ogcache.entry import SERVER_EXTRA_HINT
+from tests.support.wheel import build_wheel
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -71,20 +72,7 @@ def run_blocked(
 def metadata(tmp_path_factory: pytest.TempPathFactory) -> Message:
     """The METADATA of a wheel built from the repository (hatchling in-process: no network)."""
     out = tmp_path_factory.mktemp("wheel")
-    build = subprocess.run(
-        [
-            sys.executable,
-            "-c",
-            "import sys; from hatchling.build import build_wheel; print(build_wheel(sys.argv[1]))",
-            str(out),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=True,
-        cwd=ROOT,
-    )
-    wheel = out / build.stdout.strip().splitlines()[-1]
+    wheel = build_wheel(out)
     with zipfile.ZipFile(wheel) as archive:
         names = archive.namelist()
         info = next(

@@ -5,8 +5,6 @@ ship in the wheel. The browser test is tests/api/test_dashboard_browser.py."""
 from __future__ import annotations
 
 import re
-import subprocess
-import sys
 import zipfile
 from pathlib import Path
 
@@ -15,6 +13,7 @@ import pytest
 
 from ogcache.api.routes.dashboard import ASSETS
 from tests.api.conftest import one_stack
+from tests.support.wheel import build_wheel
 
 ROOT = Path(__file__).resolve().parents[2]
 STATIC = ROOT / "src" / "ogcache" / "api" / "static"
@@ -82,20 +81,7 @@ def test_the_page_has_no_inline_code_and_the_script_no_markup_from_data() -> Non
 
 @pytest.mark.slow
 def test_the_files_ship_in_the_wheel(tmp_path: Path) -> None:
-    build = subprocess.run(
-        [
-            sys.executable,
-            "-c",
-            "import sys; from hatchling.build import build_wheel; print(build_wheel(sys.argv[1]))",
-            str(tmp_path),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=True,
-        cwd=ROOT,
-    )
-    wheel = tmp_path / build.stdout.strip().splitlines()[-1]
+    wheel = build_wheel(tmp_path)
     with zipfile.ZipFile(wheel) as archive:
         for name in ASSETS:
             assert archive.read(f"ogcache/api/static/{name}") == (STATIC / name).read_bytes()
