@@ -382,3 +382,24 @@ async def test_a_blocked_event_loop_is_not_taken_for_a_silent_server(redis_url: 
     finally:
         await feed.close()
         await backend.close()
+
+
+async def test_a_cache_closed_while_its_feed_subscribes_leaves_no_connection_open(
+    redis_url: str,
+) -> None:
+    """A CLI command opens a cache, reads once (which starts the invalidation feed) and closes
+    it at once: the feed's connection, cancelled mid-subscribe, must be closed, not left to
+    the garbage collector ("unclosed Connection")."""
+    import gc
+    import warnings
+
+    menu = Namespace("menu", 60, local_ttl=10)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for _ in range(5):
+            cache = Cache(RedisBackend(redis_url), prefix=unique_prefix())
+            await cache.get(menu, "items")
+            await cache.close()
+        gc.collect()
+    unclosed = [w for w in caught if issubclass(w.category, ResourceWarning)]
+    assert unclosed == [], [str(w.message) for w in unclosed]
