@@ -45,12 +45,14 @@ from typing import Any
 
 import httpx
 
+from bench.ceiling import CannedRoute, CeilingServer, save_routes
 from bench.resilience import USER, AppServer, _issue_token, prepared_database
 from support.servers import RedisProcess, free_port
 
 __all__ = ["HttpConfig", "format_report", "run_http", "seed_comparison"]
 
-CONFIGURATIONS = ("no-cache", "redis", "redis-no-l1")
+CONFIGURATIONS = ("ceiling", "no-cache", "redis", "redis-no-l1")
+CEILING = "ceiling"  # bench/ceiling.py: the service's bytes from memory, same uvicorn settings
 ENDPOINTS = ("profile", "menu", "me")
 WRK_INSTALL = "wrk is not installed: apt-get install wrk (Debian/Ubuntu)"
 
@@ -81,6 +83,7 @@ class HttpConfig:
     threads: int = 1
     configurations: tuple[str, ...] = CONFIGURATIONS
     endpoints: tuple[str, ...] = ENDPOINTS
+    workers: tuple[int, ...] = (1, 2)  # uvicorn worker processes, each count a run of its own
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,6 +103,7 @@ class EndpointResult:
     configuration: str
     runs: list[WrkRun]
     counters: dict[str, float]  # /metrics, summed over namespaces, over the measured runs
+    workers: int = 1
     requests_per_s: float = 0.0
     p50_ms: float = 0.0
     p99_ms: float = 0.0
@@ -119,12 +123,14 @@ class HttpResult:
     seconds: float
     checks: dict[str, bool] = field(default_factory=dict)
 
-    def get(self, endpoint: str, configuration: str) -> EndpointResult | None:
+    def get(self, endpoint: str, configuration: str, workers: int = 1) -> EndpointResult | None:
         return next(
             (
                 r
                 for r in self.results
-                if r.endpoint == endpoint and r.configuration == configuration
+                if r.endpoint == endpoint
+                and r.configuration == configuration
+                and r.workers == workers
             ),
             None,
         )
@@ -222,6 +228,38 @@ def _settings(configuration: str, database_url: str, redis_url: str, secret: str
     return settings
 
 
+def _paths(token: str) -> dict[str, tuple[str, dict[str, str]]]:
+    """Each endpoint's path and the headers wrk sends it (a demo user's bearer token)."""
+    auth = {"Authorization": f"Bearer {token}"}
+    return {
+        "profile": (f"/api/profiles/{USER}", auth),
+        "menu": ("/api/menu", {}),
+        "me": ("/api/auth/me", auth),
+    }
+
+
+async def capture(base_url: str, token: str) -> list[CannedRoute]:
+    """Every endpoint's response from the running service, with the token wrk sends; whether
+    the route needs the token: it answers 401 without it."""
+    routes = []
+    async with httpx.AsyncClient(base_url=base_url, timeout=10.0) as http:
+        for path, headers in _paths(token).values():
+            response = await http.get(path, headers=headers)
+            if response.status_code != 200:
+                raise RuntimeError(f"{path} answered {response.status_code} to the capture")
+            bare = await http.get(path)
+            routes.append(
+                CannedRoute.captured(
+                    path,
+                    response.status_code,
+                    response.content,
+                    list(response.headers.multi_items()),
+                    bool(headers) and bare.status_code == 401,
+                )
+            )
+    return routes
+
+
 async def run_http(
     config: HttpConfig,
     *,
@@ -234,7 +272,7 @@ async def run_http(
     say = progress or (lambda _message: None)
     began = time.monotonic()
     secret = secrets.token_urlsafe(48)
-    servers: dict[str, AppServer] = {}
+    results: list[EndpointResult] = []
     with tempfile.TemporaryDirectory(prefix="ogcache-http-") as tmp:
         workdir = Path(tmp)
         redis = await asyncio.to_thread(RedisProcess(free_port(), workdir).start)
@@ -242,19 +280,14 @@ async def run_http(
             async with prepared_database(database_url) as db:
                 token = await _issue_token(db, secret)
                 closed = f"redis://127.0.0.1:{free_port()}/0"
-                for configuration in config.configurations:
-                    url = closed if configuration == "no-cache" else redis.url
-                    slug = configuration
-                    servers[configuration] = AppServer(
-                        _settings(configuration, db, url, secret), workdir / f"{slug}.log"
-                    )
-                try:
-                    for server in servers.values():
-                        await server.start()
-                    results = await _measure(config, servers, token, say)
-                finally:
-                    for server in servers.values():
-                        await asyncio.to_thread(server.stop)
+                for workers in config.workers:
+                    say(f"{workers} worker(s)")
+                    settings = {
+                        c: _settings(c, db, closed if c == "no-cache" else redis.url, secret)
+                        for c in config.configurations
+                    }
+                    run = _WorkersRun(config, workers, settings, workdir / f"w{workers}", token)
+                    results += await run.measure(say)
         finally:
             await asyncio.to_thread(redis.stop)
     result = HttpResult(
@@ -264,15 +297,54 @@ async def run_http(
     return result
 
 
+@dataclass
+class _WorkersRun:
+    """One worker count: every configuration's server started side by side (the ceiling once
+    the service's responses are captured), measured, stopped."""
+
+    config: HttpConfig
+    workers: int
+    settings: dict[str, dict[str, Any]]  # per configuration (the ceiling's: any service's)
+    directory: Path
+    token: str
+
+    async def measure(self, say: Callable[[str], None]) -> list[EndpointResult]:
+        self.directory.mkdir()
+        servers: dict[str, AppServer] = {}
+        try:
+            for configuration, settings in self.settings.items():
+                if configuration != CEILING:
+                    log = self.directory / f"{configuration}.log"
+                    server = AppServer(settings, log, self.workers)
+                    servers[configuration] = server
+                    await server.start()
+            if CEILING in self.settings:
+                servers[CEILING] = await self._ceiling(servers)
+            return await _measure(self.config, servers, self.token, say, self.workers)
+        finally:
+            for server in servers.values():
+                await asyncio.to_thread(server.stop)
+
+    async def _ceiling(self, services: dict[str, AppServer]) -> AppServer:
+        if not services:
+            raise RuntimeError("the ceiling needs a service to capture its responses from")
+        source = services.get("redis") or next(iter(services.values()))
+        routes_file = self.directory / "ceiling-routes.json"
+        save_routes(await capture(source.base_url, self.token), routes_file)
+        settings = next(s for c, s in self.settings.items() if c != CEILING)
+        server = CeilingServer(settings, routes_file, self.directory / "ceiling.log", self.workers)
+        await server.start()
+        return server
+
+
 async def _measure(
-    config: HttpConfig, servers: dict[str, AppServer], token: str, say: Callable[[str], None]
+    config: HttpConfig,
+    servers: dict[str, AppServer],
+    token: str,
+    say: Callable[[str], None],
+    workers: int = 1,
 ) -> list[EndpointResult]:
-    auth = {"Authorization": f"Bearer {token}"}
-    paths = {
-        "profile": (f"/api/profiles/{USER}", auth),
-        "menu": ("/api/menu", {}),
-        "me": ("/api/auth/me", auth),
-    }
+    paths = _paths(token)
     runs: dict[tuple[str, str], list[WrkRun]] = {}
     counters: dict[tuple[str, str], dict[str, float]] = {}
     for round_index in range(config.rounds):
@@ -281,15 +353,15 @@ async def _measure(
             order.reverse()
         for endpoint in config.endpoints:
             path, headers = paths[endpoint]
-            say(f"round {round_index + 1}/{config.rounds}: {endpoint}")
+            say(f"workers {workers}, round {round_index + 1}/{config.rounds}: {endpoint}")
             for configuration in order:
                 server = servers[configuration]
                 url = server.base_url + path
                 if config.warmup > 0:
                     await run_wrk(url, headers, config.warmup, config)
-                before = await scrape(server.base_url)
+                before = await _scrape(server, configuration)
                 run = await run_wrk(url, headers, config.duration, config)
-                after = await scrape(server.base_url)
+                after = await _scrape(server, configuration)
                 key = (endpoint, configuration)
                 runs.setdefault(key, []).append(run)
                 total = counters.setdefault(key, dict.fromkeys(_COUNTERS, 0.0))
@@ -297,10 +369,17 @@ async def _measure(
                     total[name] += after[name] - before[name]
     return [
         EndpointResult(endpoint, configuration, runs[(endpoint, configuration)],
-                       counters[(endpoint, configuration)])
+                       counters[(endpoint, configuration)], workers)
         for endpoint in config.endpoints
         for configuration in config.configurations
     ]  # fmt: skip
+
+
+async def _scrape(server: AppServer, configuration: str) -> dict[str, float]:
+    """The service's counters; the ceiling has no cache (and no /metrics): zeros."""
+    if configuration == CEILING:
+        return dict.fromkeys(_COUNTERS, 0.0)
+    return await scrape(server.base_url)
 
 
 # --- report -------------------------------------------------------------------------------------
@@ -315,27 +394,66 @@ def format_report(result: HttpResult) -> str:
     lines = [
         f"wrk -t{config['threads']} -c{config['connections']}, {config['rounds']} rounds x "
         f"{config['duration']:g} s per endpoint and configuration (after {config['warmup']:g} s "
-        f"of warm-up each), one uvicorn worker; medians over the rounds; latencies in ms. "
-        f"Counters from /metrics over the measured runs, per request.",
+        f"of warm-up each), for each of {', '.join(map(str, config['workers']))} uvicorn "
+        f"worker(s); medians over the rounds; latencies in ms. Counters from /metrics over the "
+        f"measured runs, per request. ceiling: FastAPI under the same uvicorn settings "
+        f"answering the service's bytes from memory (bench/ceiling.py); 'of ceiling': this "
+        f"req/s / the ceiling's, and the ceiling's p99 / this p99.",
     ]
     header = (
-        f"{'endpoint':<8} {'configuration':<13} {'req/s':>8} {'p50':>7} {'p99':>7} "
-        f"{'failed':>6} {'hits':>5} {'L1':>5} {'loads':>5} | {'req/s vs no cache':>17} "
-        f"{'p99 no cache/this':>17}"
+        f"{'w':>1} {'endpoint':<8} {'configuration':<13} {'req/s':>8} {'p50':>7} {'p99':>7} "
+        f"{'failed':>6} {'hits':>5} {'L1':>5} {'loads':>5} | {'req/s of ceiling':>16} "
+        f"{'p99 of ceiling':>14} | {'req/s vs no cache':>17} {'p99 no cache/this':>17}"
     )
     lines += [header, "-" * len(header)]
-    for r in result.results:
-        base = result.get(r.endpoint, "no-cache")
-        served = sum(run.requests for run in r.runs) or 1
-        c = r.counters
-        lines.append(
-            f"{r.endpoint:<8} {r.configuration:<13} {r.requests_per_s:>8.0f} {r.p50_ms:>7.2f} "
-            f"{r.p99_ms:>7.2f} {r.failed:>6} {c['hits'] / served:>5.2f} "
-            f"{c['local_hits'] / served:>5.2f} {c['loads'] / served:>5.2f} | "
-            f"{_ratio(r.requests_per_s, base.requests_per_s if base else None):>17} "
-            f"{_ratio(base.p99_ms if base else None, r.p99_ms):>17}"
-        )
+    lines += [_report_line(result, r) for r in result.results]
+    if len(config["workers"]) > 1:
+        lines += ["", *_workers_table(result)]
     return "\n".join(lines)
+
+
+def _report_line(result: HttpResult, r: EndpointResult) -> str:
+    base = result.get(r.endpoint, "no-cache", r.workers)
+    top = result.get(r.endpoint, CEILING, r.workers)
+    served = sum(run.requests for run in r.runs) or 1
+    c = r.counters
+    counters = (
+        f"{'-':>5} {'-':>5} {'-':>5}"
+        if r.configuration == CEILING
+        else f"{c['hits'] / served:>5.2f} {c['local_hits'] / served:>5.2f} "
+        f"{c['loads'] / served:>5.2f}"
+    )
+    return (
+        f"{r.workers:>1} {r.endpoint:<8} {r.configuration:<13} {r.requests_per_s:>8.0f} "
+        f"{r.p50_ms:>7.2f} {r.p99_ms:>7.2f} {r.failed:>6} {counters} | "
+        f"{_ratio(r.requests_per_s, top.requests_per_s if top else None):>16} "
+        f"{_ratio(top.p99_ms if top else None, r.p99_ms):>14} | "
+        f"{_ratio(r.requests_per_s, base.requests_per_s if base else None):>17} "
+        f"{_ratio(base.p99_ms if base else None, r.p99_ms):>17}"
+    )
+
+
+def _workers_table(result: HttpResult) -> list[str]:
+    """Each endpoint and configuration's req/s and p99 at every worker count, and the ratio
+    of the req/s at the most workers to the req/s at the fewest."""
+    counts = sorted(result.config["workers"])
+    low, high = counts[0], counts[-1]
+    header = (
+        f"{'endpoint':<8} {'configuration':<13} "
+        + " ".join(f"{f'req/s {n}w':>9} {f'p99 {n}w':>8}" for n in counts)
+        + f" | {f'req/s {high}w/{low}w':>12}"
+    )
+    lines = [header, "-" * len(header)]
+    for r in (r for r in result.results if r.workers == low):
+        found = [result.get(r.endpoint, r.configuration, n) for n in counts]
+        cells = " ".join(
+            f"{f.requests_per_s:>9.0f} {f.p99_ms:>8.2f}" if f else f"{'-':>9} {'-':>8}"
+            for f in found
+        )
+        last = found[-1]
+        ratio = _ratio(last.requests_per_s if last else None, r.requests_per_s)
+        lines.append(f"{r.endpoint:<8} {r.configuration:<13} {cells} | {ratio:>12}")
+    return lines
 
 
 def seed_comparison(workload: dict[str, Any] | None, http: dict[str, Any] | None) -> str:
@@ -355,7 +473,9 @@ def seed_comparison(workload: dict[str, Any] | None, http: dict[str, Any] | None
             (
                 r
                 for r in http["results"]
-                if r["endpoint"] == endpoint and r["configuration"] == configuration
+                if r["endpoint"] == endpoint
+                and r["configuration"] == configuration
+                and r.get("workers", 1) == 1
             ),
             None,
         )
@@ -404,6 +524,11 @@ def add_parser(commands: Any) -> None:
         default=",".join(defaults.configurations),
         help=f"comma-separated, of: {', '.join(CONFIGURATIONS)}",
     )
+    parser.add_argument(
+        "--workers",
+        default=",".join(map(str, defaults.workers)),
+        help="comma-separated uvicorn worker counts, each measured (default: 1,2)",
+    )
     parser.add_argument("--output", default=None, help="default bench/results/http.json")
 
 
@@ -416,12 +541,23 @@ def command(args: Any, database_url: str, results: Path) -> int:
     if unknown or not configurations:
         print(f"unknown configuration {unknown}: choose from {', '.join(CONFIGURATIONS)}")
         return 2
+    if configurations == (CEILING,):
+        print("the ceiling's responses are captured from a service: add a configuration")
+        return 2
+    try:
+        workers = tuple(int(n) for n in args.workers.split(",") if n.strip())
+    except ValueError:
+        workers = ()
+    if not workers or min(workers) < 1:
+        print(f"--workers: comma-separated positive counts, not {args.workers!r}")
+        return 2
     config = HttpConfig(
         duration=args.duration,
         warmup=args.warmup,
         rounds=args.rounds,
         connections=args.connections,
         configurations=configurations,
+        workers=workers,
     )
     from bench._support import machine
 

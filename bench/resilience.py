@@ -177,6 +177,14 @@ class AppServer:
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
+    def argv(self) -> list[str]:
+        """The command line of the server process."""
+        return [
+            sys.executable, "-c", "from ogcache.cli import main; main()",
+            "serve", "--host", "127.0.0.1", "--port", str(self.port),
+            "--workers", str(self.workers),
+        ]  # fmt: skip
+
     def spawn(self) -> None:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("OGCACHE_", "UPSTASH_"))}
         for name, value in self.settings.items():
@@ -185,11 +193,7 @@ class AppServer:
             )
         self._log = self.log_path.open("wb")
         self._process = subprocess.Popen(  # noqa: S603 - a fixed argument list
-            [
-                sys.executable, "-c", "from ogcache.cli import main; main()",
-                "serve", "--host", "127.0.0.1", "--port", str(self.port),
-                "--workers", str(self.workers),
-            ],
+            self.argv(),
             env=env,
             cwd=self.log_path.parent,  # no stray .env
             stdin=subprocess.DEVNULL,
