@@ -10,7 +10,14 @@ database with the demo data, in three configurations running side by side:
   ``loads`` column shows how many queries ran);
 - ``redis``: a redis-server of the run's own, the service's default settings (the menu has
   the in-process tier in front of Redis, ``OGCACHE_LOCAL_TTL_MENU``);
-- ``redis-no-l1``: the same with ``OGCACHE_LOCAL_TTL_MENU=0``: every read a Redis round trip.
+- ``redis-no-l1``: the same with ``OGCACHE_LOCAL_TTL_MENU=0``: every read a Redis round trip;
+- ``ceiling``: what FastAPI under the same uvicorn settings does at best, for comparison
+  (``bench/ceiling.py``): the very same response bytes (captured from the service, with the
+  same token, once it runs) answered from memory after checking that a bearer header is
+  present, served by the same ``ogcache.api.server.run`` (workers, protocol, log settings).
+
+Each worker count of ``workers`` (default 1 and 2) is a run of its own: every configuration's
+server started with that many uvicorn workers, measured, stopped.
 
 Load comes from ``wrk`` (another process; ``apt-get install wrk``), over loopback, with
 ``connections`` keep-alive connections on one thread, on ``GET /api/profiles/{id}``,
@@ -18,8 +25,8 @@ Load comes from ``wrk`` (another process; ``apt-get install wrk``), over loopbac
 token). For each of ``rounds`` rounds, for each endpoint, each configuration in turn (the
 order alternates between rounds) gets ``warmup`` seconds of load, not measured, then
 ``duration`` seconds measured. Reported per endpoint and configuration: the median over the
-rounds of requests/s, p50 and p99 (wrk's), and the cache's counters (``/metrics``) over the
-measured runs.
+rounds of requests/s, p50 and p99 (wrk's), the cache's counters (``/metrics``) over the
+measured runs, and the ratios to the ceiling's and to ``no-cache``'s figures.
 """
 
 from __future__ import annotations
