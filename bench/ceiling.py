@@ -59,6 +59,10 @@ class CannedRoute:
         kept = tuple((k.lower(), v) for k, v in headers if k.lower() not in _OWN_HEADERS)
         return cls(path, status, body, kept, bearer)
 
+    def comparable(self) -> tuple[object, ...]:
+        """What the ceiling must answer as the service did (headers in any order)."""
+        return (self.path, self.status, self.body, sorted(self.headers), self.needs_bearer)
+
     @property
     def content_type(self) -> str | None:
         return next((v for k, v in self.headers if k == "content-type"), None)

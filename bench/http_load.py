@@ -337,10 +337,15 @@ class _WorkersRun:
             raise RuntimeError("the ceiling needs a service to capture its responses from")
         source = services.get("redis") or next(iter(services.values()))
         routes_file = self.directory / "ceiling-routes.json"
-        save_routes(await capture(source.base_url, self.token), routes_file)
+        routes = await capture(source.base_url, self.token)
+        save_routes(routes, routes_file)
         settings = next(s for c, s in self.settings.items() if c != CEILING)
         server = CeilingServer(settings, routes_file, self.directory / "ceiling.log", self.workers)
         await server.start()
+        served = await capture(server.base_url, self.token)
+        if [r.comparable() for r in served] != [r.comparable() for r in routes]:
+            await asyncio.to_thread(server.stop)
+            raise RuntimeError(f"the ceiling answers otherwise than the service: {served}")
         return server
 
 
