@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 from uuid import uuid4
 
 import pytest
@@ -13,7 +14,7 @@ from ogcache.cache.backend import BackendOptions
 from ogcache.cache.backends.redis_cluster import RedisClusterBackend
 from ogcache.cache.backends.upstash import UpstashBackend
 from tests.support.cluster import RedisClusterProcesses, start_cluster
-from tests.support.servers import Servers, ServerUnavailable
+from tests.support.servers import RedisProcess, Servers, ServerUnavailable, start_redis
 from tests.support.upstash_gateway import UpstashGateway
 
 
@@ -59,6 +60,17 @@ def postgres_url(servers: Servers) -> str:
         return servers.database_url()
     except ServerUnavailable as exc:
         pytest.exit(str(exc), returncode=3)
+
+
+@pytest.fixture
+def own_redis(tmp_path: Path) -> Iterator[RedisProcess]:
+    """A redis-server of this test's own on a loopback port, to stop, hang or restart; resumed
+    if left hung, then killed."""
+    process = start_redis(tmp_path)
+    yield process
+    if process.process is not None:
+        process.resume()
+    process.stop()
 
 
 def unique_prefix() -> str:

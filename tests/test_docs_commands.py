@@ -20,7 +20,6 @@ import os
 import re
 import shlex
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -32,7 +31,7 @@ from uuid import uuid4
 
 import pytest
 
-from tests.support.servers import free_port, port_open
+from tests.support.servers import free_port, port_open, stop_session
 
 pytestmark = pytest.mark.slow
 
@@ -185,16 +184,6 @@ def _shell_environment(directory: Path, redis_url: str) -> dict[str, str]:
     }
 
 
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(process.pid, signal.SIGTERM)
-    with contextlib.suppress(subprocess.TimeoutExpired):
-        process.wait(timeout=10)
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(process.pid, signal.SIGKILL)
-    process.wait(timeout=10)
-
-
 @contextlib.contextmanager
 def _server(command: list[str], directory: Path, port: int, redis_url: str) -> Iterator[None]:
     """``command`` in a session of its own in ``directory`` until it listens on ``port``."""
@@ -217,7 +206,7 @@ def _server(command: list[str], directory: Path, port: int, redis_url: str) -> I
             time.sleep(0.1)
         yield
     finally:
-        _stop(process)
+        stop_session(process)
 
 
 def _library_app(directory: Path, redis_url: str) -> list[str]:

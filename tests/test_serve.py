@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import re
-import signal
 import subprocess
 import sys
 import time
@@ -16,7 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.support.servers import free_port, wait_for_port
+from tests.support.servers import free_port, stop_session, wait_for_port
 
 pytestmark = pytest.mark.slow
 
@@ -159,16 +157,6 @@ def _log_when_both_workers_started(log: Path, process: subprocess.Popen[bytes]) 
     )
 
 
-def _stop_session(process: subprocess.Popen[bytes]) -> None:
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(process.pid, signal.SIGTERM)
-    with contextlib.suppress(subprocess.TimeoutExpired):
-        process.wait(timeout=10)
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(process.pid, signal.SIGKILL)  # a worker still importing ignores SIGTERM
-    process.wait(timeout=10)
-
-
 def test_serve_with_two_workers_starts_on_a_busy_machine(tmp_path: Path) -> None:
     """Issue 12: with two CPU-bound processes on a 2-core machine, `serve --workers 2` ended
     in "Child process died" in 2 of 3 starts. Three starts in a row, each with both workers
@@ -185,7 +173,7 @@ def test_serve_with_two_workers_starts_on_a_busy_machine(tmp_path: Path) -> None
                 log = _log_when_both_workers_started(log_path, process)
                 assert httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=10).status_code == 200
             finally:
-                _stop_session(process)
+                stop_session(process)
             assert log.count("Started server process") == 2, log
             assert "died" not in log, log
             assert "failed to start" not in log, log
@@ -221,7 +209,7 @@ def test_json_logs_put_the_request_id_on_every_line_of_a_request(tmp_path: Path)
         )
         assert response.status_code == 200
     finally:
-        _stop_session(process)
+        stop_session(process)
     lines = [line for line in log_path.read_text().splitlines() if line.strip()]
     records = [json.loads(line) for line in lines]  # every line is JSON
     assert {"time", "level", "logger", "request_id", "message"} <= set(records[0])

@@ -14,8 +14,7 @@ import contextlib
 import gc
 import logging
 import time
-from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -31,7 +30,7 @@ from ogcache.cache.breaker import (
 )
 from ogcache.cache.breaker_backend import BreakerBackend
 from tests.support.latency_proxy import LatencyProxy
-from tests.support.servers import RedisProcess, start_redis
+from tests.support.servers import RedisProcess
 
 
 class Clock:
@@ -329,14 +328,6 @@ async def test_the_probe_of_a_backend_dropped_without_close_ends(store: Switchab
 
 
 # --- real I/O: a hung, a slow and a recovered Redis ------------------------------------------
-
-
-@pytest.fixture
-def own_redis(tmp_path: Path) -> Iterator[RedisProcess]:
-    process = start_redis(tmp_path)
-    yield process
-    process.resume()
-    process.stop()
 
 
 async def _steady_reads(

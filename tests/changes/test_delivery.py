@@ -6,8 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
+from collections.abc import AsyncIterator
 
 import pytest
 from sqlalchemy import select, text
@@ -23,7 +22,7 @@ from tests.changes.conftest import applied_all, sql, until
 from tests.changes.test_capture import price_of
 from tests.services.conftest import make_settings
 from tests.support.databases import create_postgres_database, drop_postgres_database, migrate
-from tests.support.servers import RedisProcess, start_redis
+from tests.support.servers import RedisProcess
 
 
 @pytest.fixture
@@ -111,14 +110,6 @@ async def test_a_listener_killed_mid_stream_loses_nothing(app: Runtime) -> None:
     await until(lambda: app.changes.stats.role == "leader")
     await sql(app, "UPDATE menu_items SET price_1g = 6000 WHERE name = 'Gelato 41'")
     await until(lambda: _gelato_is(app, 6000))
-
-
-@pytest.fixture
-def own_redis(tmp_path: Path) -> Iterator[RedisProcess]:
-    process = start_redis(tmp_path)
-    yield process
-    process.resume()
-    process.stop()
 
 
 async def test_changes_made_while_redis_is_stopped_are_applied_when_it_is_back(

@@ -23,7 +23,7 @@ from ogcache.runtime import Runtime
 from ogcache.schemas import ConversationCreate, MessageCreate, ProfileUpdate
 from tests.services.conftest import make_settings
 from tests.support.databases import empty_all_tables
-from tests.support.servers import RedisProcess, free_port, start_redis
+from tests.support.servers import RedisProcess, free_port
 
 pytestmark = pytest.mark.slow
 
@@ -54,13 +54,6 @@ async def open_app(database_url: str, redis_url: str) -> Runtime:
     app = Runtime.open(settings)
     await seed_demo_data(app.db)
     return app
-
-
-@pytest.fixture
-def own_redis(tmp_path: Path) -> Iterator[RedisProcess]:
-    process = start_redis(tmp_path)
-    yield process
-    process.stop()
 
 
 @pytest.fixture

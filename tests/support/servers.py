@@ -8,10 +8,12 @@ these works the run stops with a message that says what to install.
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import os
 import pwd
 import shutil
+import signal
 import subprocess
 import tempfile
 from dataclasses import dataclass
@@ -39,8 +41,23 @@ __all__ = [
     "port_open",
     "redis_answers",
     "start_redis",
+    "stop_session",
     "wait_for_port",
 ]
+
+
+def stop_session(process: subprocess.Popen[bytes]) -> None:
+    """Stop a process started with ``start_new_session=True`` and everything it started (a
+    server's workers): SIGTERM to the group, SIGKILL after 10 s (a worker still importing
+    ignores SIGTERM)."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGTERM)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        process.wait(timeout=10)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGKILL)
+    process.wait(timeout=10)
+
 
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 DEFAULT_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/test"

@@ -290,21 +290,23 @@ class ChangeCapture:
     ) -> list[CacheEntry]:
         """The entries ``changes`` name; a change that cannot be read (a row written by hand
         into the outbox, say) is counted, logged and skipped."""
-        readable = []
+        found: dict[tuple[str, str], CacheEntry] = {}
+        users: set[str] = set()
         for change in changes:
             try:
-                self._map.entries([change])
-                self._map.users_to_log_out([change])
+                entries = self._map.entries([change])
+                users |= self._map.users_to_log_out([change])
             except Exception as exc:
                 self._stats.skipped += 1
                 logger.warning(
                     "change capture skips change %d (%s): %s", change.id, change.table, exc
                 )
-            else:
-                readable.append(change)
-        users = self._map.users_to_log_out(readable)
-        sessions = await sessions_of(users) if users else []
-        return self._map.entries(readable, sessions)
+                continue
+            found.update(((ns.name, key), (ns, key)) for ns, key in entries)
+        if users:
+            sessions = self._map.entries([], await sessions_of(users))
+            found.update(((ns.name, key), (ns, key)) for ns, key in sessions)
+        return list(found.values())
 
     def _record(self, changes: Sequence[Change], started: float) -> None:
         applied = time.monotonic() - started

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
+from collections.abc import AsyncIterator
 
 import pytest
 
@@ -16,7 +15,7 @@ from ogcache.cache.breaker import BreakerSettings
 from ogcache.cache.policy import Policy
 from tests.conftest import unique_prefix
 from tests.support.redis_commands import counting_connection_class
-from tests.support.servers import RedisProcess, free_port, start_redis
+from tests.support.servers import RedisProcess, free_port
 
 ITEMS = Namespace("item", ttl=60)
 
@@ -163,14 +162,6 @@ async def test_a_full_pool_fails_after_pool_timeout_and_does_not_open_the_circui
 
 
 # --- failures: servers of the test's own on other loopback ports ----------------------------
-
-
-@pytest.fixture
-def own_redis(tmp_path: Path) -> Iterator[RedisProcess]:
-    process = start_redis(tmp_path)
-    yield process
-    process.resume() if process.process else None
-    process.stop()
 
 
 async def _load() -> str:
