@@ -166,6 +166,23 @@ class PassThroughCache:
     ) -> T:
         return await loader()
 
+    async def get_or_load_encoded(
+        self,
+        namespace: Namespace[Any],
+        key: str,
+        loader: Callable[[], Awaitable[Any]],
+        *,
+        ttl: float | None = None,
+    ) -> bytes | None:
+        value = await loader()
+        return None if value is None else namespace.codec.dumps(value)
+
+    def get_local(self, namespace: Namespace[Any], key: str) -> Any:
+        return MISSING
+
+    def get_local_encoded(self, namespace: Namespace[Any], key: str) -> Any:
+        return MISSING
+
     async def refresh(
         self,
         namespace: Namespace[Any],

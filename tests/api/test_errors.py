@@ -295,7 +295,7 @@ async def test_an_unexpected_error_is_a_json_500_naming_the_request_and_leaking_
     async def broken(*args: object, **kwargs: object) -> None:
         raise RuntimeError("secret-detail-of-the-bug")
 
-    monkeypatch.setattr(seeded.menu, "get_menu", broken)
+    monkeypatch.setattr(seeded.menu, "get_menu_json", broken)
     with caplog.at_level("ERROR", logger="ogcache"):
         response = await client.get("/api/menu")
     error = assert_error(response, 500, "internal_error")

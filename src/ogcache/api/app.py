@@ -28,6 +28,7 @@ from ogcache.api.errors import (
     install_handlers,
     internal_error_response,
 )
+from ogcache.api.hot_reads import HotReads
 from ogcache.api.http_metrics import HttpCollector, HttpMetrics, HttpStats
 from ogcache.api.links import add_links
 from ogcache.api.metrics import CacheCollector
@@ -168,12 +169,13 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     )
     install_handlers(app)
     app.state.health_checks = Memo[health.Checks]()
-    for module in (profiles, conversations, menu, auth, sessions, analytics, cache, health):
+    for module in (menu, auth, profiles, conversations, sessions, analytics, cache, health):
         app.include_router(module.router)
     app.include_router(dashboard.router)  # GET /dashboard: the page, its script and styles
     add_links(app)
     limit = (settings or (runtime.settings if runtime else None) or load_settings()).max_body_bytes
     app.add_middleware(BodySizeLimit, limit=limit)
+    app.add_middleware(HotReads)  # cache hits of the hottest GETs, before the router
     app.add_middleware(BriefStartupFailure)
     app.add_middleware(RequestId, on_error=internal_error_response)
     app.state.http_stats = HttpStats()

@@ -69,7 +69,9 @@ async def read_entries(
             token = tokens.get(index)
             if token is not None and found.entry is not None and found.raw is not None:
                 ttl = min(namespace.local_ttl, found.entry.expires_at - now)
-                parts.l1.keep(fulls[index], found.value, len(found.raw), ttl, token)
+                parts.l1.keep(
+                    fulls[index], found.value, found.entry.payload, len(found.raw), ttl, token
+                )
         else:
             stats.misses += count
             if found.state is State.MISSING and raw is not None:
@@ -94,14 +96,14 @@ def _from_local(
     tokens: dict[int, int] = {}
     for index, ((namespace, key), full) in enumerate(zip(entries, fulls, strict=True)):
         if live.get(namespace.name):
-            value = parts.l1.get(full)
-            if value is not MISSING:
+            held = parts.l1.get(full)
+            if held is not MISSING:
                 stats = stats_for(namespace)
                 stats.local_hits += count
                 stats.hits += count
                 if count and logger.isEnabledFor(logging.DEBUG):
                     log_key("cache.hit", namespace, key)
-                values[index] = value
+                values[index] = held[0]
                 continue
             tokens[index] = parts.l1.token(full)
         wanted.append(index)

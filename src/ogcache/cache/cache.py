@@ -271,20 +271,76 @@ class Cache(Administration):
     ) -> T | None:
         """The cached value; on a miss, ``await loader()``, cache its result and return it.
 
-        A hit is one round trip. The loader's exceptions propagate (unless the namespace serves
-        a recently expired value on error) and nothing is cached. ``None`` is cached for the
-        namespace's ``negative_ttl``.
+        A hit is one round trip, or none from the in-process tier. The loader's exceptions
+        propagate (unless the namespace serves a recently expired value on error) and nothing
+        is cached. ``None`` is cached for the namespace's ``negative_ttl``.
         """
         check_ttl(ttl)
+        return (await self._lookup(namespace, key, loader, ttl, False))[0]
+
+    async def get_or_load_encoded(
+        self,
+        namespace: Namespace[T],
+        key: str,
+        loader: Callable[[], Awaitable[T | None]],
+        *,
+        ttl: float | None = None,
+    ) -> bytes | None:
+        """:meth:`get_or_load`, answered as the namespace's codec encodes the value (JSON for
+        :class:`JsonCodec` and :class:`ModelCodec`), or ``None`` for "not found".
+
+        For a web route whose response is the cached value: a hit returns the stored bytes
+        themselves, with no decode, model and encode cycle. Values read from the store are
+        still decoded once (an entry the codec refuses is a miss, never served), then kept in
+        the in-process tier with their bytes.
+        """
+        check_ttl(ttl)
+        found = await self._lookup(namespace, key, loader, ttl, True)
+        return None if found[0] is None else found[1]
+
+    def get_local(self, namespace: Namespace[T], key: str) -> T | Missing | None:
+        """The value from this process's in-process tier alone (no I/O): :data:`MISSING` if
+        the tier does not hold it or may not serve now (its feed is not live). A hit counts;
+        a miss does not, as the caller goes on to read the store (``get``, ``get_entries``).
+        """
+        held = self._local(namespace, key)
+        return held if held is MISSING else held[0]
+
+    def get_local_encoded(self, namespace: Namespace[Any], key: str) -> bytes | Missing | None:
+        """:meth:`get_local` as the codec's bytes (``None``: a cached "not found")."""
+        held = self._local(namespace, key)
+        if held is MISSING:
+            return MISSING
+        return None if held[0] is None else held[1]
+
+    def _local(self, namespace: Namespace[Any], key: str) -> tuple[Any, bytes] | Missing:
+        if not namespace.local_ttl or not self._l1.live(namespace):
+            return MISSING
+        held = self._l1.get(f"{self.prefix}:{namespace.stored_prefix}{key}")
+        if held is not MISSING:
+            stats = self._stats_for(namespace)
+            stats.local_hits += 1
+            self._count(namespace, stats, key, hit=True)
+        return held
+
+    async def _lookup(
+        self,
+        namespace: Namespace[T],
+        key: str,
+        loader: Callable[[], Awaitable[T | None]],
+        ttl: float | None,
+        encode: bool,
+    ) -> tuple[T | None, bytes]:
+        """The value and, when ``encode``, its bytes as the codec writes them (else b"")."""
         stats = self._stats_for(namespace)
         full = f"{self.prefix}:{namespace.stored_prefix}{key}"
         token = None
         if namespace.local_ttl and self._l1.live(namespace):
-            value = self._l1.get(full)
-            if value is not MISSING:
+            held = self._l1.get(full)
+            if held is not MISSING:
                 stats.local_hits += 1
                 self._count(namespace, stats, key, hit=True)
-                return value  # type: ignore[no-any-return]
+                return held
             token = self._l1.token(full)
         found: Found[T] | None
         if self._fills.in_flight(full):
@@ -298,19 +354,20 @@ class Cache(Administration):
         self._count(namespace, stats, key, hit=hit)
         if not hit:  # the Fill is built on a miss only: a hit allocates nothing more
             fill = Fill(self._parts, namespace, stats, key, full, loader, ttl)
-            return await self._shared(fill, found)
+            value = await self._shared(fill, found)
+            return value, (self._parts.stored.payload(namespace, value) if encode else b"")
         assert found is not None
         assert found.entry is not None
         assert found.raw is not None
         if token is not None:
             ttl_left = min(namespace.local_ttl, found.entry.expires_at - self._parts.stored.now())
-            self._l1.keep(full, found.value, len(found.raw), ttl_left, token)
+            self._l1.keep(full, found.value, found.entry.payload, len(found.raw), ttl_left, token)
         if self._early.due(namespace, found.entry):
             fill = Fill(self._parts, namespace, stats, key, full, loader, ttl)
             self._early.start(fill, found.entry)
         if self._verifier is not None:
             self._verifier.sample(namespace, stats, full, loader, found.entry, ttl)
-        return found.value
+        return found.value, found.entry.payload
 
     async def _read(
         self, namespace: Namespace[T], stats: NamespaceStats, full: str

@@ -73,14 +73,17 @@ class L1:
         else:
             self.tier.invalidate(keys)
 
-    def get(self, full: str) -> Any | Missing:
-        return self.tier.get(full)
+    def get(self, full: str) -> tuple[Any, bytes] | Missing:
+        """The value and its encoded bytes (``get_or_load_encoded`` answers with those)."""
+        return self.tier.get(full)  # type: ignore[no-any-return]
 
     def token(self, full: str) -> int:
         return self.tier.token(full)
 
-    def keep(self, full: str, value: Any, size: int, ttl: float, token: int) -> None:
-        self.tier.put(full, value, size, ttl, token)
+    def keep(
+        self, full: str, value: Any, payload: bytes, size: int, ttl: float, token: int
+    ) -> None:
+        self.tier.put(full, (value, payload), size, ttl, token)
 
     def invalidate(self, fulls: Iterable[str]) -> None:
         self.tier.invalidate(fulls)

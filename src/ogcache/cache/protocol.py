@@ -62,6 +62,19 @@ class CacheLike(Protocol):
         ttl: float | None = None,
     ) -> T | None: ...
 
+    async def get_or_load_encoded(
+        self,
+        namespace: Namespace[T],
+        key: str,
+        loader: Callable[[], Awaitable[T | None]],
+        *,
+        ttl: float | None = None,
+    ) -> bytes | None: ...
+
+    def get_local(self, namespace: Namespace[T], key: str) -> T | Missing | None: ...
+
+    def get_local_encoded(self, namespace: Namespace[Any], key: str) -> bytes | Missing | None: ...
+
     async def refresh(
         self,
         namespace: Namespace[T],

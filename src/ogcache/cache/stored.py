@@ -81,7 +81,7 @@ class Stored:
         A namespace's TTL is jittered both ways; a TTL given by the caller is an upper bound
         (a token's remaining life, say), so it is only ever shortened.
         """
-        payload = NULL if value is None else namespace.codec.dumps(value)
+        payload = self.payload(namespace, value)
         if value is None and namespace.negative_ttl is not None and ttl is None:
             ttl = namespace.negative_ttl
         seconds = namespace.ttl if ttl is None else ttl
@@ -129,6 +129,11 @@ class Stored:
             )
             return Found(State.MISSING, raw)
         return Found(State.FRESH, raw, stored, value)
+
+    @staticmethod
+    def payload(namespace: Namespace[T], value: T | None) -> bytes:
+        """The value's bytes as stored inside the envelope (``None``: JSON ``null``)."""
+        return NULL if value is None else namespace.codec.dumps(value)
 
     @staticmethod
     def decode(namespace: Namespace[T], entry: Entry) -> T | None:

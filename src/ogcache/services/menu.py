@@ -79,6 +79,22 @@ class MenuService:
             lambda: self._load(include_concentrates),
         )
 
+    async def get_menu_json(self, include_concentrates: bool = False) -> bytes:
+        """:meth:`get_menu` as the JSON the API answers with (the cached bytes on a hit)."""
+        body = await self._cache.get_or_load_encoded(
+            self._ns.menu,
+            _menu_key(include_concentrates),
+            lambda: self._load(include_concentrates),
+        )
+        assert body is not None  # the loader never answers None
+        return body
+
+    def local_menu_json(self, include_concentrates: bool = False) -> bytes | None:
+        """:meth:`get_menu_json` from this process's in-process tier alone (no I/O), or
+        ``None`` when it has no live copy (then call :meth:`get_menu_json`)."""
+        body = self._cache.get_local_encoded(self._ns.menu, _menu_key(include_concentrates))
+        return body if isinstance(body, bytes) else None
+
     async def get_context(self, include_concentrates: bool = False) -> str:
         return await self._cache.get_or_load(
             self._ns.menu_context,

@@ -67,6 +67,23 @@ class ProfileService:
             self._ns.profile, user_id, lambda: self._load(UserProfile.user_id == user_id)
         )
 
+    async def require_json(self, user_id: str) -> bytes:
+        """The profile of ``user_id`` as the JSON the API answers with (the cached bytes on a
+        hit); ``NotFoundError`` if there is none."""
+        validate_user_id(user_id)
+        body = await self._cache.get_or_load_encoded(
+            self._ns.profile, user_id, lambda: self._load(UserProfile.user_id == user_id)
+        )
+        if body is None:
+            raise NotFoundError(f"no user profile with user_id {user_id!r}")
+        return body
+
+    def local_json(self, user_id: str) -> bytes | None:
+        """:meth:`require_json` from this process's in-process tier alone (no I/O), or
+        ``None`` when it has no live copy of an existing profile (then call that)."""
+        body = self._cache.get_local_encoded(self._ns.profile, user_id)
+        return body if isinstance(body, bytes) else None
+
     async def get_by_telegram(self, telegram_user_id: int) -> UserProfilePublic | None:
         """The profile linked to ``telegram_user_id``, or ``None``."""
         validate_telegram_user_id(telegram_user_id)

@@ -5,10 +5,11 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Query, status
+from fastapi import APIRouter, Path, Query, Response, status
 from fastapi.responses import PlainTextResponse
 
 from ogcache.api.deps import AdminDep, RuntimeDep
+from ogcache.api.responses import JsonBytes
 from ogcache.schemas import MenuItemCreate, MenuItemPublic, MenuItemUpdate, MenuPublic
 
 router = APIRouter(prefix="/api/menu", tags=["menu"])
@@ -19,8 +20,10 @@ ItemIdPath = Annotated[int, Path(ge=1, le=2**31 - 1, description="The menu item'
 
 
 @router.get("", response_model=MenuPublic)
-async def get_menu(runtime: RuntimeDep, concentrates: Concentrates = False) -> MenuPublic:
-    return await runtime.menu.get_menu(include_concentrates=concentrates)
+async def get_menu(runtime: RuntimeDep, concentrates: Concentrates = False) -> Response:
+    """Every available item with its prices (a cache hit is answered before routing, by
+    :mod:`ogcache.api.hot_reads`)."""
+    return JsonBytes(await runtime.menu.get_menu_json(include_concentrates=concentrates))
 
 
 @router.get("/context", response_class=PlainTextResponse)

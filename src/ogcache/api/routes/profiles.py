@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Path, status
+from fastapi import APIRouter, Path, Request, Response, status
 from pydantic import BaseModel, ConfigDict, Field, StrictInt
 
-from ogcache.api.deps import CallerDep, RuntimeDep
+from ogcache.api.deps import CallerDep, RuntimeDep, runtime_of
 from ogcache.api.errors import ForbiddenError
+from ogcache.api.responses import JsonBytes
 from ogcache.errors import NotFoundError
 from ogcache.schemas import USER_ID_PATTERN, ConversationSummary, ProfileUpdate, UserProfilePublic
 
@@ -32,11 +33,9 @@ class ProfileCreate(BaseModel):
 
 
 @router.get("/{user_id}", response_model=UserProfilePublic)
-async def get_profile(
-    user_id: UserIdPath, runtime: RuntimeDep, caller: CallerDep
-) -> UserProfilePublic:
+async def get_profile(user_id: UserIdPath, request: Request, caller: CallerDep) -> Response:
     caller.require_user(user_id)
-    return await runtime.profiles.require(user_id)
+    return JsonBytes(await runtime_of(request).profiles.require_json(user_id))
 
 
 @router.get("/by-telegram/{telegram_user_id}", response_model=UserProfilePublic)
