@@ -76,8 +76,8 @@ class Settings(BaseSettings):
     cache_max_value_bytes: Annotated[int, Field(ge=1024)] = 1024 * 1024
     # In-process tier (L1) in front of Redis, per namespace; 0 turns it off.
     local_ttl_menu: Annotated[float, Field(ge=0)] = 10
-    local_ttl_auth: Annotated[float, Field(ge=0)] = 0
-    local_ttl_profile: Annotated[float, Field(ge=0)] = 0
+    local_ttl_auth: Annotated[float, Field(ge=0)] = 30
+    local_ttl_profile: Annotated[float, Field(ge=0)] = 30
     local_max_entries: Annotated[int, Field(ge=1)] = 10_000
     local_max_bytes: Annotated[int, Field(ge=1024)] = 32 * 1024 * 1024
 
