@@ -177,10 +177,10 @@ class PassThroughCache:
         value = await loader()
         return None if value is None else namespace.codec.dumps(value)
 
-    def get_local(self, namespace: Namespace[Any], key: str) -> Any:
+    async def get_local(self, namespace: Namespace[Any], key: str) -> Any:
         return MISSING
 
-    def get_local_encoded(self, namespace: Namespace[Any], key: str) -> Any:
+    async def get_local_encoded(self, namespace: Namespace[Any], key: str) -> Any:
         return MISSING
 
     async def refresh(

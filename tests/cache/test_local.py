@@ -21,6 +21,7 @@ from ogcache.cache import MISSING, Cache, CacheBackend, MemoryBackend, Namespace
 from ogcache.cache.backend import BackendOptions
 from ogcache.cache.backends.redis_cluster import RedisClusterBackend
 from ogcache.cache.backends.redis_tracking import RedisTrackingFeed
+from ogcache.cache.l1 import ReadScope
 from ogcache.cache.local import LocalTier
 from tests.conftest import unique_prefix
 from tests.support.servers import RedisProcess, start_redis
@@ -403,3 +404,88 @@ async def test_a_cache_closed_while_its_feed_subscribes_leaves_no_connection_ope
         gc.collect()
     unclosed = [w for w in caught if issubclass(w.category, ResourceWarning)]
     assert unclosed == [], [str(w.message) for w in unclosed]
+
+
+# --- reads that must see every earlier change: the read scope and the feed's fence -----------
+
+
+async def test_in_a_read_scope_a_change_made_elsewhere_is_seen_at_once(
+    pair: tuple[Cache, Cache],
+) -> None:
+    writer, reader = pair
+    keys = [f"k{i}" for i in range(30)]
+    loaders = {key: counter_loader() for key in keys}
+    for key in keys:
+        await warm(reader, key, loaders[key][0])
+    for key in keys:
+        await writer.delete(NS, key)  # Redis has applied it: the reader's feed may lag
+        with ReadScope():
+            assert await reader.get_or_load(NS, key, loaders[key][0]) == {"version": 2}
+
+
+async def test_a_read_scope_waits_for_one_fence_whatever_it_reads(
+    pair: tuple[Cache, Cache],
+) -> None:
+    cache, _ = pair
+    load, _ = counter_loader()
+    await warm(cache, "k", load)
+    feed = cache.l1.feed
+    assert isinstance(feed, RedisTrackingFeed)
+    fences: list[bool] = []
+    fence = feed.fence
+
+    async def counted() -> bool:
+        fences.append(await fence())
+        return fences[-1]
+
+    feed.fence = counted  # type: ignore[method-assign]
+    for _ in range(10):
+        await cache.get_or_load(NS, "k", load)  # outside a scope: no fence
+    assert fences == []
+    with ReadScope():
+        for _ in range(10):
+            await cache.get_or_load(NS, "k", load)
+            await cache.get_entries([(NS, "k")])
+            await cache.get_local(NS, "k")
+    assert fences == [True]
+    assert cache.stats()[NS.name].local_hits >= 30
+
+
+async def test_concurrent_fences_share_rounds_and_each_sees_earlier_changes(
+    pair: tuple[Cache, Cache],
+) -> None:
+    writer, reader = pair
+    load, _ = counter_loader()
+    await warm(reader, "k", load)
+    feed = reader.l1.feed
+    assert feed is not None
+    assert all(await asyncio.gather(*(feed.fence() for _ in range(200))))
+    for round_index in range(20):
+        await writer.set(NS, "k", {"version": 100 + round_index})
+        assert await feed.fence()
+        assert len(reader.l1.tier) == 0  # the change was reported before the fence returned
+        await reader.get_or_load(NS, "k", load)
+
+
+@pytest.mark.slow
+async def test_a_fence_on_a_hung_redis_answers_false_and_the_scope_reads_the_store(
+    own_server: tuple[RedisProcess, Cache],
+) -> None:
+    server, cache = own_server
+    load, calls = counter_loader()
+    await warm(cache, "k", load)
+    feed = cache.l1.feed
+    assert feed is not None
+    server.pause()
+    try:
+        started = time.monotonic()
+        assert await feed.fence() is False
+        assert time.monotonic() - started < 5  # max_silence 1 s plus a heartbeat, loaded
+    finally:
+        server.resume()
+    await warm(cache, "k", load)
+    await feed.close()
+    assert await feed.fence() is False
+    with ReadScope():  # the tier cannot serve: read from the store (or the loader)
+        assert await cache.get_or_load(NS, "k", load) is not None
+    assert len(calls) >= 1

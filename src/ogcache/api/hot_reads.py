@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Final
 
 from starlette.routing import BaseRoute
@@ -26,6 +26,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ogcache.api.deps import is_admin_token
 from ogcache.api.routes import auth, menu, profiles
+from ogcache.cache.l1 import ReadScope
 from ogcache.runtime import Runtime
 from ogcache.schemas import USER_ID_PATTERN, AuthIdentity
 
@@ -38,7 +39,7 @@ _USER_ID: Final = re.compile(USER_ID_PATTERN.removeprefix("^").removesuffix("$")
 _CONCENTRATES: Final = {b"": False, b"concentrates=false": False, b"concentrates=true": True}
 _AUTHORIZATION: Final = b"authorization"
 
-Answer = Callable[[Scope, Runtime], bytes | None]
+Answer = Callable[[Scope, Runtime], Awaitable[bytes | None]]
 
 
 def _route(router_routes: list[BaseRoute], endpoint: object) -> BaseRoute:
@@ -55,31 +56,31 @@ def _bearer(scope: Scope) -> str | None:
     return None
 
 
-def _user(scope: Scope, runtime: Runtime) -> AuthIdentity | None:
+async def _user(scope: Scope, runtime: Runtime) -> AuthIdentity | None:
     token = _bearer(scope)
     if token is None or is_admin_token(runtime, token):
         return None
-    return runtime.auth.verified_here(token)
+    return await runtime.auth.verified_here(token)
 
 
-def _menu(scope: Scope, runtime: Runtime) -> bytes | None:
+async def _menu(scope: Scope, runtime: Runtime) -> bytes | None:
     include = _CONCENTRATES.get(scope["query_string"])
-    return None if include is None else runtime.menu.local_menu_json(include)
+    return None if include is None else await runtime.menu.local_menu_json(include)
 
 
-def _me(scope: Scope, runtime: Runtime) -> bytes | None:
-    identity = _user(scope, runtime)
+async def _me(scope: Scope, runtime: Runtime) -> bytes | None:
+    identity = await _user(scope, runtime)
     return None if identity is None else auth.identity_json(identity)
 
 
-def _profile(scope: Scope, runtime: Runtime) -> bytes | None:
+async def _profile(scope: Scope, runtime: Runtime) -> bytes | None:
     user_id = scope["path"][len(_PROFILES) :]
     if not _USER_ID.fullmatch(user_id):
         return None
-    identity = _user(scope, runtime)
+    identity = await _user(scope, runtime)
     if identity is None or identity.user_id != user_id:
         return None
-    return runtime.profiles.local_json(user_id)
+    return await runtime.profiles.local_json(user_id)
 
 
 class HotReads:
@@ -94,29 +95,30 @@ class HotReads:
         self._profile = (_profile, _route(profiles.router.routes, profiles.get_profile))
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["method"] == "GET":
-            path: str = scope["path"]
-            found = self._exact.get(path) or (self._profile if path.startswith(_PROFILES) else None)
-            runtime: Runtime | None = getattr(scope["app"].state, "runtime", None)
-            if found is not None and runtime is not None:
-                answer, route = found
-                try:
-                    body = answer(scope, runtime)
-                except Exception:  # never fail a request the route could answer
-                    logger.exception("hot read of %s failed; the route answers it", path)
-                    body = None
-                if body is not None:
-                    scope["route"] = route
-                    await send(
-                        {
-                            "type": "http.response.start",
-                            "status": 200,
-                            "headers": [
-                                (b"content-length", b"%d" % len(body)),
-                                (b"content-type", b"application/json"),
-                            ],
-                        }
-                    )
-                    await send({"type": "http.response.body", "body": body})
-                    return
-        await self.app(scope, receive, send)
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        with ReadScope():  # every in-process tier read of this request sees every change
+            if scope["method"] != "GET" or not await self._answer(scope, send):
+                await self.app(scope, receive, send)
+
+    async def _answer(self, scope: Scope, send: Send) -> bool:
+        """Send the answer from memory if there is one; whether it was sent."""
+        path: str = scope["path"]
+        found = self._exact.get(path) or (self._profile if path.startswith(_PROFILES) else None)
+        runtime: Runtime | None = getattr(scope["app"].state, "runtime", None)
+        if found is None or runtime is None:
+            return False
+        answer, route = found
+        try:
+            body = await answer(scope, runtime)
+        except Exception:  # never fail a request the route could answer
+            logger.exception("hot read of %s failed; the route answers it", path)
+            return False
+        if body is None:
+            return False
+        scope["route"] = route
+        headers = [(b"content-length", b"%d" % len(body)), (b"content-type", b"application/json")]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+        return True

@@ -36,7 +36,8 @@ async def read_entries(
     wanted = list(range(len(entries)))
     tokens: dict[int, int] = {}
     if any(namespace.local_ttl for namespace, _ in entries):
-        wanted, tokens = _from_local(parts, stats_for, entries, fulls, values, count)
+        live = {ns.name: await parts.l1.ready(ns) for ns, _ in entries if ns.local_ttl}
+        wanted, tokens = _from_local(parts, stats_for, (entries, fulls), values, live, count)
         if not wanted:
             return values
     asked = {entries[index][0].name: entries[index][0] for index in wanted}.values()
@@ -84,14 +85,14 @@ async def read_entries(
 def _from_local(
     parts: Parts,
     stats_for: StatsFor,
-    entries: Entries,
-    fulls: list[str],
+    keys: tuple[Entries, list[str]],
     values: list[Any],
+    live: dict[str, bool],
     count: bool,
 ) -> tuple[list[int], dict[int, int]]:
-    """Fill ``values`` from the in-process tier; the indexes still wanted from the store,
-    and the tier's tokens for those it may keep."""
-    live = {ns.name: parts.l1.live(ns) for ns, _ in entries if ns.local_ttl}
+    """Fill ``values`` from the in-process tier where it may serve (``live``, by namespace);
+    the indexes still wanted from the store, and the tier's tokens for those it may keep."""
+    entries, fulls = keys
     wanted: list[int] = []
     tokens: dict[int, int] = {}
     for index, ((namespace, key), full) in enumerate(zip(entries, fulls, strict=True)):

@@ -298,23 +298,25 @@ class Cache(Administration):
         found = await self._lookup(namespace, key, loader, ttl, True)
         return None if found[0] is None else found[1]
 
-    def get_local(self, namespace: Namespace[T], key: str) -> T | Missing | None:
+    async def get_local(self, namespace: Namespace[T], key: str) -> T | Missing | None:
         """The value from this process's in-process tier alone (no I/O): :data:`MISSING` if
         the tier does not hold it or may not serve now (its feed is not live). A hit counts;
         a miss does not, as the caller goes on to read the store (``get``, ``get_entries``).
         """
-        held = self._local(namespace, key)
+        held = await self._local(namespace, key)
         return held if held is MISSING else held[0]
 
-    def get_local_encoded(self, namespace: Namespace[Any], key: str) -> bytes | Missing | None:
+    async def get_local_encoded(
+        self, namespace: Namespace[Any], key: str
+    ) -> bytes | Missing | None:
         """:meth:`get_local` as the codec's bytes (``None``: a cached "not found")."""
-        held = self._local(namespace, key)
+        held = await self._local(namespace, key)
         if held is MISSING:
             return MISSING
         return None if held[0] is None else held[1]
 
-    def _local(self, namespace: Namespace[Any], key: str) -> tuple[Any, bytes] | Missing:
-        if not namespace.local_ttl or not self._l1.live(namespace):
+    async def _local(self, namespace: Namespace[Any], key: str) -> tuple[Any, bytes] | Missing:
+        if not namespace.local_ttl or not await self._l1.ready(namespace):
             return MISSING
         held = self._l1.get(f"{self.prefix}:{namespace.stored_prefix}{key}")
         if held is not MISSING:
@@ -335,7 +337,7 @@ class Cache(Administration):
         stats = self._stats_for(namespace)
         full = f"{self.prefix}:{namespace.stored_prefix}{key}"
         token = None
-        if namespace.local_ttl and self._l1.live(namespace):
+        if namespace.local_ttl and await self._l1.ready(namespace):
             held = self._l1.get(full)
             if held is not MISSING:
                 stats.local_hits += 1

@@ -10,7 +10,8 @@ The feed's promise is one-sided and conservative: while :attr:`InvalidationFeed.
 true, every change to a key under the prefix made before the last notification the feed
 processed has been reported; whenever it cannot keep that promise (connection lost, server
 silent, topology changed) it reports "everything changed" (``None``) and stops being live
-until it is subscribed again.
+until it is subscribed again. Its :meth:`~InvalidationFeed.fence` closes the remaining gap,
+the delivery delay, for reads that must see every change made before they began.
 """
 
 from __future__ import annotations
@@ -34,6 +35,11 @@ class InvalidationFeed(Protocol):
 
     def start(self, on_change: OnChange) -> None:
         """Begin listening (from a running event loop); idempotent."""
+        ...
+
+    async def fence(self) -> bool:
+        """Return once every change the store applied before this call has been reported;
+        ``False`` if that cannot be known (not live, or the connection was lost meanwhile)."""
         ...
 
     async def close(self) -> None:

@@ -10,7 +10,9 @@ tier never serves, and the namespace says so once in the log.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from contextvars import ContextVar, Token
 from dataclasses import dataclass
+from types import TracebackType
 from typing import Any
 
 from ogcache.cache.backend import CacheBackend
@@ -20,7 +22,39 @@ from ogcache.cache.local import LocalStats, LocalTier
 from ogcache.cache.missing import Missing
 from ogcache.cache.namespace import Namespace
 
-__all__ = ["L1", "LocalSettings"]
+__all__ = ["L1", "LocalSettings", "ReadScope"]
+
+
+class ReadScope:
+    """``with ReadScope():`` (a web request, say): in-process tier reads inside the block
+    reflect every change the store applied before the first such read, in every process.
+
+    The first read waits for its feed's fence (one round trip, shared with concurrent
+    scopes); later reads in the block go ahead. Outside any scope a read may lag a change
+    made in another process by the feed's delivery delay (``docs/local-cache.md``).
+    """
+
+    __slots__ = ("_token", "fenced")
+
+    def __init__(self) -> None:
+        self.fenced: set[int] = set()  # id() of the feeds fenced in this scope
+        self._token: Token[ReadScope | None] | None = None
+
+    def __enter__(self) -> ReadScope:
+        self._token = _scope.set(self)
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        assert self._token is not None
+        _scope.reset(self._token)
+
+
+_scope: ContextVar[ReadScope | None] = ContextVar("ogcache_read_scope", default=None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +99,19 @@ class L1:
         if not self._started:
             self._started = True
             feed.start(self._changed_elsewhere)
+        return feed.live
+
+    async def ready(self, namespace: Namespace[Any]) -> bool:
+        """:meth:`live`, and inside a :class:`ReadScope` fenced once for the scope."""
+        if not self.live(namespace):
+            return False
+        scope = _scope.get()
+        feed = self._feed
+        if scope is None or feed is None or id(feed) in scope.fenced:
+            return True
+        if not await feed.fence():
+            return False
+        scope.fenced.add(id(feed))
         return feed.live
 
     def _changed_elsewhere(self, keys: Sequence[str] | None) -> None:

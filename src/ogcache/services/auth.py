@@ -105,7 +105,7 @@ class AuthService:
 
     async def verify(self, token: str) -> AuthIdentity:
         """The identity of a valid token; ``AuthenticationError`` says why one is not."""
-        known = self.verified_here(token)
+        known = await self.verified_here(token)
         if known is not None:
             return known
         claims = self._decode(token)
@@ -144,19 +144,20 @@ class AuthService:
                     raise
         return identity
 
-    def verified_here(self, token: str) -> AuthIdentity | None:
+    async def verified_here(self, token: str) -> AuthIdentity | None:
         """The identity of a token this process verified before, from its in-process tier
-        alone (no I/O, a dictionary lookup per entry): the very token (its SHA-256), still
-        unexpired, of a session still active; ``None`` otherwise (then call :meth:`verify`).
+        alone (no read of the store: a dictionary lookup per entry): the very token (its
+        SHA-256), unexpired, of a session still active; ``None`` otherwise (then
+        :meth:`verify`).
         The signature and claims were checked when the entries were made, and nothing but
         the clock can make those checks fail later; a logout, revocation or block drops the
         entries here through the invalidation feed."""
         if len(token) > MAX_TOKEN_LENGTH:
             return None
-        identity = self._cache.get_local(self._ns.auth_token, token_digest(token))
+        identity = await self._cache.get_local(self._ns.auth_token, token_digest(token))
         if identity is MISSING or identity is None or identity.expires_at <= utc_now():
             return None
-        state = self._cache.get_local(self._ns.auth_session, str(identity.session_id))
+        state = await self._cache.get_local(self._ns.auth_session, str(identity.session_id))
         if state is MISSING or state is None or not state.active:
             return None
         if state.session_id != identity.session_id or state.user_id != identity.user_id:

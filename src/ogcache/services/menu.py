@@ -89,10 +89,10 @@ class MenuService:
         assert body is not None  # the loader never answers None
         return body
 
-    def local_menu_json(self, include_concentrates: bool = False) -> bytes | None:
-        """:meth:`get_menu_json` from this process's in-process tier alone (no I/O), or
-        ``None`` when it has no live copy (then call :meth:`get_menu_json`)."""
-        body = self._cache.get_local_encoded(self._ns.menu, _menu_key(include_concentrates))
+    async def local_menu_json(self, include_concentrates: bool = False) -> bytes | None:
+        """:meth:`get_menu_json` from this process's in-process tier alone (no read of the
+        store), or ``None`` when it has no live copy (then call :meth:`get_menu_json`)."""
+        body = await self._cache.get_local_encoded(self._ns.menu, _menu_key(include_concentrates))
         return body if isinstance(body, bytes) else None
 
     async def get_context(self, include_concentrates: bool = False) -> str:

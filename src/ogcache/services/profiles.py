@@ -78,10 +78,10 @@ class ProfileService:
             raise NotFoundError(f"no user profile with user_id {user_id!r}")
         return body
 
-    def local_json(self, user_id: str) -> bytes | None:
-        """:meth:`require_json` from this process's in-process tier alone (no I/O), or
-        ``None`` when it has no live copy of an existing profile (then call that)."""
-        body = self._cache.get_local_encoded(self._ns.profile, user_id)
+    async def local_json(self, user_id: str) -> bytes | None:
+        """:meth:`require_json` from this process's in-process tier alone (no read of the
+        store), or ``None`` when it has no live copy of an existing profile (then call that)."""
+        body = await self._cache.get_local_encoded(self._ns.profile, user_id)
         return body if isinstance(body, bytes) else None
 
     async def get_by_telegram(self, telegram_user_id: int) -> UserProfilePublic | None:

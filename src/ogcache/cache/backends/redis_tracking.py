@@ -15,6 +15,11 @@ is noticed within ``max_silence``. On any doubt — a connection error, silence,
 primaries or the primary's address changing — it reports ``None`` ("anything may have
 changed"), reconnects, and reports ``None`` again once subscribed, so nothing read before the
 gap survives it.
+
+A *fence* (:meth:`RedisTrackingFeed.fence`) makes reads strict across processes: it returns
+once every primary has answered a ``PING`` sent on the tracking connection after the call.
+Redis answers in order on one connection, so by then every invalidation of a change applied
+before the call has been processed here. Concurrent callers share one round.
 """
 
 from __future__ import annotations
@@ -39,6 +44,7 @@ ConnectionFactory = Callable[[], AbstractConnection]
 """Makes a new, unconnected RESP2 connection to one primary."""
 
 _CHANNEL: Final = b"__redis__:invalidate"
+_PONG: Final = [b"pong", b""]  # PING's answer on a subscribed RESP2 connection
 
 
 class RedisTrackingFeed:
@@ -74,10 +80,19 @@ class RedisTrackingFeed:
         self.reconnects = 0
         self.messages = 0
         self._down = False
+        self._rounds: _Rounds | None = None
 
     @property
     def live(self) -> bool:
         return time.monotonic() < self._live_until
+
+    async def fence(self) -> bool:
+        """Wait until every change applied by Redis before this call has been reported here;
+        ``False`` (at once, or when the connection is lost meanwhile) if it cannot be."""
+        rounds = self._rounds
+        if rounds is None or not self.live:
+            return False
+        return await rounds.join()
 
     def start(self, on_change: OnChange) -> None:
         if self._task is None:
@@ -141,10 +156,12 @@ class RedisTrackingFeed:
             now = time.monotonic()
             self._heard = dict.fromkeys(connections, now)
             self._refresh_live()
+            self._rounds = rounds = _Rounds(connections)
             readers = {
                 asyncio.create_task(self._relay(address, connection), name=f"feed {address}")
                 for address, connection in connections.items()
             }
+            readers.add(asyncio.create_task(rounds.run(), name="feed fences"))
             try:
                 while True:
                     done, _ = await asyncio.wait(readers, timeout=self._heartbeat)
@@ -153,6 +170,8 @@ class RedisTrackingFeed:
                     if set(self._nodes()) != set(connections):
                         raise ConnectionError("the primaries changed")
             finally:
+                self._rounds = None
+                rounds.end()
                 await _stop(readers)
         finally:
             for connection in connections.values():
@@ -191,7 +210,7 @@ class RedisTrackingFeed:
             now = time.monotonic()
             if message is None:  # quiet for a heartbeat
                 if not pinged:
-                    await _send(connection, "PING")
+                    await self._ping(address, connection)
                     pinged = True
                 if now - self._heard[address] <= self._max_silence:
                     continue
@@ -207,10 +226,78 @@ class RedisTrackingFeed:
             if isinstance(message, list) and message[:2] == [b"message", self._channel]:
                 self.messages += 1
                 self._changed(self._keys(message[2]))
+            elif message == _PONG and self._rounds is not None:
+                self._rounds.answered(address)
+
+    async def _ping(self, address: str, connection: AbstractConnection) -> None:
+        if self._rounds is not None:
+            self._rounds.sent[address] += 1  # counted first: answers come back in order
+        await _send(connection, "PING")
 
     def _keys(self, payload: Any) -> list[str] | None:
         """The keys a message on the channel names; None: every key (a flush)."""
         return None if payload is None else [key.decode() for key in payload]
+
+
+class _Rounds:
+    """Fence rounds over one subscription's connections: a ``PING`` on each, sent after the
+    round's callers asked, and their answers counted (heartbeat PINGs are counted too)."""
+
+    def __init__(self, connections: dict[str, AbstractConnection]) -> None:
+        self._connections = connections
+        self.sent = dict.fromkeys(connections, 0)
+        self._answers = dict.fromkeys(connections, 0)
+        self._waiting: list[asyncio.Future[bool]] = []  # for the next round
+        self._flight: list[asyncio.Future[bool]] = []  # for the round under way
+        self._asked = asyncio.Event()
+        self._done = asyncio.Event()
+        self._targets: dict[str, int] = {}
+
+    async def join(self) -> bool:
+        waiter = asyncio.get_running_loop().create_future()
+        self._waiting.append(waiter)
+        self._asked.set()
+        return bool(await waiter)
+
+    async def run(self) -> None:
+        """Start a round whenever callers wait and none is under way; only ends by raising
+        (a failed send), like the readers."""
+        while True:
+            await self._asked.wait()
+            self._asked.clear()
+            self._flight, self._waiting = self._waiting, []
+            self._done.clear()
+            targets = {}
+            for address, connection in self._connections.items():
+                self.sent[address] += 1
+                targets[address] = self.sent[address]
+                await _send(connection, "PING")
+            self._targets = targets
+            self._check()
+            await self._done.wait()
+            _settle(self._flight, True)
+            self._flight = []
+
+    def answered(self, address: str) -> None:
+        self._answers[address] += 1
+        self._check()
+
+    def _check(self) -> None:
+        answers = self._answers
+        if self._targets and all(answers[a] >= n for a, n in self._targets.items()):
+            self._targets = {}
+            self._done.set()
+
+    def end(self) -> None:
+        """The subscription is gone: nobody waiting can be told all was processed."""
+        _settle(self._flight + self._waiting, False)
+        self._flight, self._waiting = [], []
+
+
+def _settle(waiters: list[asyncio.Future[bool]], result: bool) -> None:
+    for waiter in waiters:
+        if not waiter.done():
+            waiter.set_result(result)
 
 
 async def _send(connection: AbstractConnection, *command: Any) -> None:
