@@ -89,6 +89,8 @@ class Settings(BaseSettings):
     token_ttl: Seconds = 3600
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["text", "json"] = "text"
+    # uvicorn's line per request (a tenth of a cached read's time); metrics count requests.
+    access_log: bool = False
 
     auto_migrate: bool = True
     seed_demo_data: bool = False

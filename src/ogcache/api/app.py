@@ -174,16 +174,21 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     app.include_router(dashboard.router)  # GET /dashboard: the page, its script and styles
     add_links(app)
     limit = (settings or (runtime.settings if runtime else None) or load_settings()).max_body_bytes
-    app.add_middleware(BodySizeLimit, limit=limit)
-    app.add_middleware(HotReads)  # cache hits of the hottest GETs, before the router
-    app.add_middleware(BriefStartupFailure)
-    app.add_middleware(RequestId, on_error=internal_error_response)
-    app.state.http_stats = HttpStats()
-    app.add_middleware(HttpMetrics, stats=app.state.http_stats)  # added last: outermost
+    _add_middleware(app, limit)
     if runtime is not None:
         app.state.runtime = runtime
         _install_metrics(app, runtime)
     return app
+
+
+def _add_middleware(app: FastAPI, body_limit: int) -> None:
+    """Innermost first: each one added wraps the ones before it."""
+    app.add_middleware(BodySizeLimit, limit=body_limit)
+    app.add_middleware(HotReads)  # cache hits of the hottest GETs, before the router
+    app.add_middleware(BriefStartupFailure)
+    app.add_middleware(RequestId, on_error=internal_error_response)
+    app.state.http_stats = HttpStats()
+    app.add_middleware(HttpMetrics, stats=app.state.http_stats)  # outermost
 
 
 class BriefStartupFailure:

@@ -65,6 +65,7 @@ def run(
         http=http_protocol(settings),
         h11_max_incomplete_event_size=settings.max_header_bytes,
         log_level=settings.log_level.lower(),
+        access_log=settings.access_log,
         timeout_worker_healthcheck=WORKER_HEALTHCHECK_TIMEOUT,
         log_config=log_config,
     )

@@ -11,6 +11,7 @@ from typing import TypeVar
 
 from ogcache.cache.backend import CacheBackend, KeyCount
 from ogcache.cache.breaker import BreakerStats
+from ogcache.cache.breaker_backend import BreakerBackend
 from ogcache.cache.exceptions import BackendError
 from ogcache.cache.l1 import L1
 from ogcache.cache.local import LocalStats
@@ -33,16 +34,21 @@ class Administration:
     policy: Policy
     _store: CacheBackend
     _l1: L1
+    _guarded: BreakerBackend | None
     _probe: Memo[Probe]
 
     def stats(self) -> dict[str, NamespaceStatsSnapshot]:
         raise NotImplementedError
 
     def breaker_stats(self) -> BreakerStats | None:
-        raise NotImplementedError
+        """The circuit breaker's state and counters; ``None`` without a breaker (no I/O)."""
+        return None if self._guarded is None else self._guarded.stats()
 
     def local_state(self) -> tuple[LocalStats, bool] | None:
-        raise NotImplementedError
+        """The in-process tier's size and counters, and whether it may serve now; ``None``
+        until a namespace with a ``local_ttl`` was used on a backend with an invalidation feed
+        (no I/O)."""
+        return self._l1.state()
 
     async def clear_prefix(self, prefix: str) -> int:
         """Remove this application's keys whose part after ``{prefix}:`` starts with ``prefix``.

@@ -24,13 +24,12 @@ from typing import Any, Final, TypeVar, cast, overload
 from ogcache.cache.admin import Administration
 from ogcache.cache.backend import CacheBackend
 from ogcache.cache.batch import invalidate_entries, read_entries, write_entries
-from ogcache.cache.breaker import BreakerSettings, BreakerStats, CircuitBreaker
+from ogcache.cache.breaker import BreakerSettings, CircuitBreaker
 from ogcache.cache.breaker_backend import BreakerBackend
 from ogcache.cache.failures import Failures, log_key, logger
 from ogcache.cache.fill import Fill, Parts
 from ogcache.cache.flight import Flights
 from ogcache.cache.l1 import L1, LocalSettings
-from ogcache.cache.local import LocalStats
 from ogcache.cache.memo import Memo
 from ogcache.cache.missing import MISSING, Missing
 from ogcache.cache.namespace import Namespace
@@ -114,22 +113,20 @@ class Cache(Administration):
     def reset_stats(self) -> None:
         self._stats.clear()
 
-    def breaker_stats(self) -> BreakerStats | None:
-        """The circuit breaker's state and counters; ``None`` without a breaker (no I/O)."""
-        return None if self._guarded is None else self._guarded.stats()
-
-    def local_state(self) -> tuple[LocalStats, bool] | None:
-        """The in-process tier's size and counters, and whether it may serve now; ``None``
-        until a namespace with a ``local_ttl`` was used on a backend with an invalidation feed
-        (no I/O)."""
-        return self._l1.state()
-
     @property
     def l1(self) -> L1:
         """The in-process tier and the invalidation feed that gates it."""
         return self._l1
 
-    def _count(self, namespace: Namespace[Any], stats: NamespaceStats, key: str, hit: bool) -> None:
+    def _count(
+        self,
+        namespace: Namespace[Any],
+        stats: NamespaceStats,
+        key: str,
+        hit: bool,
+        local: bool = False,
+    ) -> None:
+        stats.local_hits += local
         if hit:
             stats.hits += 1
         else:
@@ -286,23 +283,17 @@ class Cache(Administration):
         *,
         ttl: float | None = None,
     ) -> bytes | None:
-        """:meth:`get_or_load`, answered as the namespace's codec encodes the value (JSON for
-        :class:`JsonCodec` and :class:`ModelCodec`), or ``None`` for "not found".
-
-        For a web route whose response is the cached value: a hit returns the stored bytes
-        themselves, with no decode, model and encode cycle. Values read from the store are
-        still decoded once (an entry the codec refuses is a miss, never served), then kept in
-        the in-process tier with their bytes.
-        """
+        """:meth:`get_or_load` as the codec's bytes (JSON), ``None`` for "not found": for a
+        route whose response is the value, a hit answers the stored bytes, not decoded and
+        encoded again. Bytes from the store are still decoded once: a value the codec refuses
+        is a miss, never served."""
         check_ttl(ttl)
         found = await self._lookup(namespace, key, loader, ttl, True)
         return None if found[0] is None else found[1]
 
     async def get_local(self, namespace: Namespace[T], key: str) -> T | Missing | None:
-        """The value from this process's in-process tier alone (no I/O): :data:`MISSING` if
-        the tier does not hold it or may not serve now (its feed is not live). A hit counts;
-        a miss does not, as the caller goes on to read the store (``get``, ``get_entries``).
-        """
+        """The value from the in-process tier alone (no read of the store), else
+        :data:`MISSING`. A hit counts; a miss does not (the caller reads the store next)."""
         held = await self._local(namespace, key)
         return held if held is MISSING else held[0]
 
@@ -311,18 +302,14 @@ class Cache(Administration):
     ) -> bytes | Missing | None:
         """:meth:`get_local` as the codec's bytes (``None``: a cached "not found")."""
         held = await self._local(namespace, key)
-        if held is MISSING:
-            return MISSING
-        return None if held[0] is None else held[1]
+        return MISSING if held is MISSING else (None if held[0] is None else held[1])
 
     async def _local(self, namespace: Namespace[Any], key: str) -> tuple[Any, bytes] | Missing:
         if not namespace.local_ttl or not await self._l1.ready(namespace):
             return MISSING
         held = self._l1.get(f"{self.prefix}:{namespace.stored_prefix}{key}")
         if held is not MISSING:
-            stats = self._stats_for(namespace)
-            stats.local_hits += 1
-            self._count(namespace, stats, key, hit=True)
+            self._count(namespace, self._stats_for(namespace), key, hit=True, local=True)
         return held
 
     async def _lookup(
@@ -340,8 +327,7 @@ class Cache(Administration):
         if namespace.local_ttl and await self._l1.ready(namespace):
             held = self._l1.get(full)
             if held is not MISSING:
-                stats.local_hits += 1
-                self._count(namespace, stats, key, hit=True)
+                self._count(namespace, stats, key, hit=True, local=True)
                 return held
             token = self._l1.token(full)
         found: Found[T] | None
