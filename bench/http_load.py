@@ -8,9 +8,11 @@ database with the demo data, in three configurations running side by side:
   uncached path: the breaker stays open and every read goes to the database (through the
   cache's single-flight, which lets concurrent reads of one key share one query; the
   ``loads`` column shows how many queries ran);
-- ``redis``: a redis-server of the run's own, the service's default settings (the menu has
-  the in-process tier in front of Redis, ``OGCACHE_LOCAL_TTL_MENU``);
-- ``redis-no-l1``: the same with ``OGCACHE_LOCAL_TTL_MENU=0``: every read a Redis round trip;
+- ``redis``: a redis-server of the run's own, the service's default settings (menu, tokens
+  and profiles have the in-process tier in front of Redis, and its hits are answered before
+  the router: ``src/ogcache/api/hot_reads.py``);
+- ``redis-no-l1``: the same with ``OGCACHE_LOCAL_TTL_MENU``, ``_AUTH`` and ``_PROFILE`` at 0:
+  every read a Redis round trip, through the routes;
 - ``ceiling``: what FastAPI under the same uvicorn settings does at best, for comparison
   (``bench/ceiling.py``): the very same response bytes (captured from the service, with the
   same token, once it runs) answered from memory after checking that a bearer header is
@@ -231,7 +233,7 @@ def _settings(configuration: str, database_url: str, redis_url: str, secret: str
         "log_level": "WARNING",
     }
     if configuration == "redis-no-l1":
-        settings["local_ttl_menu"] = 0
+        settings.update(local_ttl_menu=0, local_ttl_auth=0, local_ttl_profile=0)
     return settings
 
 
