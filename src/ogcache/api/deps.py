@@ -25,6 +25,7 @@ from ogcache.runtime import Runtime
 from ogcache.schemas import AuthIdentity
 
 __all__ = [
+    "VERIFIED",
     "AdminDep",
     "Caller",
     "CallerDep",
@@ -93,6 +94,9 @@ def is_admin_token(runtime: Runtime, token: str) -> bool:
 
 
 _ADMIN = Caller(identity=None)
+# The request's (token, identity) that :mod:`ogcache.api.hot_reads` verified before handing
+# the request to its route, in ``scope["state"]``: verified (and counted) once per request.
+VERIFIED = "ogcache.verified"
 
 
 class _CallerScheme(HTTPBearer):
@@ -102,6 +106,9 @@ class _CallerScheme(HTTPBearer):
         credentials = await super().__call__(request)
         if credentials is None or not credentials.credentials:
             raise AuthenticationError("missing bearer token: send 'Authorization: Bearer <token>'")
+        known = request.scope.get("state", {}).get(VERIFIED)
+        if known is not None and known[0] == credentials.credentials:
+            return Caller(identity=known[1])
         runtime = runtime_of(request)
         if is_admin_token(runtime, credentials.credentials):
             return _ADMIN

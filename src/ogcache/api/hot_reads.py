@@ -24,7 +24,7 @@ from typing import Final
 from starlette.routing import BaseRoute
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from ogcache.api.deps import is_admin_token
+from ogcache.api.deps import VERIFIED, is_admin_token
 from ogcache.api.routes import auth, menu, profiles
 from ogcache.cache.l1 import ReadScope
 from ogcache.runtime import Runtime
@@ -60,7 +60,10 @@ async def _user(scope: Scope, runtime: Runtime) -> AuthIdentity | None:
     token = _bearer(scope)
     if token is None or is_admin_token(runtime, token):
         return None
-    return await runtime.auth.verified_here(token)
+    identity = await runtime.auth.verified_here(token)
+    if identity is not None:  # the route, if it answers, need not verify (and count) again
+        scope.setdefault("state", {})[VERIFIED] = (token, identity)
+    return identity
 
 
 async def _menu(scope: Scope, runtime: Runtime) -> bytes | None:

@@ -82,7 +82,8 @@ class Cache(Administration):
             )
         self._store = store
         self._stats: dict[str, NamespaceStats] = {}
-        self._l1 = L1(backend, f"{prefix}:", local)
+        guard = None if self._guarded is None else self._guarded.guarded_read
+        self._l1 = L1(backend, f"{prefix}:", local, guard)
         failures = Failures(
             interval=policy.error_log_interval, max_value_bytes=policy.max_value_bytes
         )

@@ -9,7 +9,7 @@ tier never serves, and the namespace says so once in the log.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from contextvars import ContextVar, Token
 from dataclasses import dataclass
 from types import TracebackType
@@ -56,6 +56,8 @@ class ReadScope:
 
 _scope: ContextVar[ReadScope | None] = ContextVar("ogcache_read_scope", default=None)
 
+Guard = Callable[[Callable[[], Awaitable[bool]]], Awaitable[bool]]
+
 
 @dataclass(frozen=True, slots=True)
 class LocalSettings:
@@ -68,10 +70,18 @@ class LocalSettings:
 class L1:
     """The in-process tier in front of one store, for the keys under ``prefix``."""
 
-    __slots__ = ("_feed", "_refused", "_started", "_store_name", "enabled", "tier")
+    __slots__ = ("_feed", "_guard", "_refused", "_started", "_store_name", "enabled", "tier")
 
-    def __init__(self, store: CacheBackend, prefix: str, settings: LocalSettings | None) -> None:
-        """``settings=None`` turns the tier off: every namespace is served from the store."""
+    def __init__(
+        self,
+        store: CacheBackend,
+        prefix: str,
+        settings: LocalSettings | None,
+        guard: Guard | None = None,
+    ) -> None:
+        """``settings=None`` turns the tier off: every namespace is served from the store.
+        ``guard`` runs each fence as a read of the store (the circuit breaker's admission and
+        timing), so a slow Redis slows no request through the fence for long."""
         bounds = settings or LocalSettings()
         self.tier = LocalTier(max_entries=bounds.max_entries, max_bytes=bounds.max_bytes)
         self._feed: InvalidationFeed | None = None
@@ -79,6 +89,7 @@ class L1:
         if self.enabled and isinstance(store, InvalidationSource):
             self._feed = store.invalidation_feed(prefix)
         self._store_name = store.name
+        self._guard = guard
         self._started = False
         self._refused: set[str] = set()
 
@@ -109,7 +120,11 @@ class L1:
         feed = self._feed
         if scope is None or feed is None or id(feed) in scope.fenced:
             return True
-        if not await feed.fence():
+        try:
+            fenced = await (feed.fence() if self._guard is None else self._guard(feed.fence))
+        except Exception:  # the breaker holds reads back: serve from the store path
+            return False
+        if not fenced:
             return False
         scope.fenced.add(id(feed))
         return feed.live
