@@ -21,6 +21,7 @@ from ogcache.cache import MISSING, Cache, CacheBackend, MemoryBackend, Namespace
 from ogcache.cache.backend import BackendOptions
 from ogcache.cache.backends.redis_cluster import RedisClusterBackend
 from ogcache.cache.backends.redis_tracking import RedisTrackingFeed
+from ogcache.cache.breaker import BreakerState
 from ogcache.cache.l1 import ReadScope
 from ogcache.cache.local import LocalTier
 from tests.conftest import unique_prefix
@@ -489,3 +490,29 @@ async def test_a_fence_on_a_hung_redis_answers_false_and_the_scope_reads_the_sto
     with ReadScope():  # the tier cannot serve: read from the store (or the loader)
         assert await cache.get_or_load(NS, "k", load) is not None
     assert len(calls) >= 1
+
+
+_ADMITTING = (BreakerState.CLOSED, BreakerState.SETTLING)
+
+
+@pytest.mark.slow
+async def test_while_the_breaker_holds_reads_back_a_read_scope_does_not_wait_on_the_fence(
+    own_server: tuple[RedisProcess, Cache],
+) -> None:
+    server, cache = own_server
+    load, calls = counter_loader()
+    await warm(cache, "k", load)
+    server.pause()
+    try:
+        plain_load, _ = counter_loader()  # concurrent reads left unanswered: a stall
+        await asyncio.gather(*(cache.get_or_load(PLAIN, f"p{i}", plain_load) for i in range(10)))
+        stats = cache.breaker_stats()
+        assert stats is not None and stats.state not in _ADMITTING, stats
+        assert cache.l1.feed is not None and cache.l1.feed.live  # a fence would wait ~1 s
+        with ReadScope():
+            started = time.monotonic()
+            assert await cache.get_or_load(NS, "k", load) == {"version": 2}  # the loader's
+            assert time.monotonic() - started < 0.5  # not the fence's second on a hung Redis
+        assert len(calls) == 2
+    finally:
+        server.resume()
