@@ -507,8 +507,10 @@ async def test_while_the_breaker_holds_reads_back_a_read_scope_does_not_wait_on_
         plain_load, _ = counter_loader()  # concurrent reads left unanswered: a stall
         await asyncio.gather(*(cache.get_or_load(PLAIN, f"p{i}", plain_load) for i in range(10)))
         stats = cache.breaker_stats()
-        assert stats is not None and stats.state not in _ADMITTING, stats
-        assert cache.l1.feed is not None and cache.l1.feed.live  # a fence would wait ~1 s
+        assert stats is not None
+        assert stats.state not in _ADMITTING, stats
+        assert cache.l1.feed is not None
+        assert cache.l1.feed.live  # a fence would wait about a second
         with ReadScope():
             started = time.monotonic()
             assert await cache.get_or_load(NS, "k", load) == {"version": 2}  # the loader's
