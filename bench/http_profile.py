@@ -15,9 +15,13 @@ busy ones are attributed to a category: a task of its own if a frame names one
 otherwise (:data:`RULES`) by their frames, from the leaf up: the
 first frame that matches a rule decides (frames of no rule, e.g. ``asyncio`` or ``socket``,
 let their caller decide; a stack of nothing but the event loop's own frames is the event
-loop). Per route: each category's share of the busy samples, and its microseconds per request
-(its samples / the main thread's samples, busy and idle, i.e. its share of the wall time,
-x 1e6 / the req/s wrk measured meanwhile).
+loop). A leaf frame that calls into C is charged with the C call: ``RequestResponseCycle.send``
+(uvicorn) and redis-py's ``_send_packed_command`` are mostly the socket write of uvloop's
+transport. redis-py runs each command's write in a task of its own (``asyncio.wait_for``, with
+a socket timeout), so a Redis write's stack does not show who asked for it. Per route: each
+category's share of the busy samples, and its microseconds per request (its samples / the
+main thread's samples, busy and idle, i.e. its share of the wall time, x 1e6 / the req/s wrk
+measured meanwhile; worker threads' samples count too).
 
 ``--source DIR`` profiles another revision: ``DIR/src`` comes first on the server's
 ``PYTHONPATH`` (the service runs ``python -c "from ogcache.cli import main; main()"``), while
@@ -32,6 +36,7 @@ import os
 import re
 import secrets
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -92,8 +97,9 @@ RULES: tuple[tuple[str, str, str | None], ...] = (
         None,
     ),
     ("uvicorn HTTP protocol and send", r"uvicorn/|ogcache/api/httptools_protocol\.py$", None),
+    ("worker-thread hop (anyio)", r"anyio/|starlette/concurrency\.py$", None),
     ("route handlers and services", r"ogcache/api/routes/|ogcache/services/|ogcache/", None),
-    ("Starlette/FastAPI middleware and routing", r"starlette/|fastapi/|anyio/", None),
+    ("Starlette/FastAPI middleware and routing", r"starlette/|fastapi/", None),
 )
 EVENT_LOOP = "event loop (asyncio)"
 OTHER = "other"
@@ -138,6 +144,7 @@ class ProfileConfig:
     connections: int = 4
     threads: int = 1
     routes: tuple[str, ...] = ROUTES
+    repeat: int = 1  # rounds over the routes, their samples pooled
     source: str | None = None  # another tree: DIR/src first on the server's PYTHONPATH
     configuration: str = "redis"  # bench/http_load.py's settings of that name
 
@@ -146,7 +153,7 @@ class ProfileConfig:
 class RouteProfile:
     route: str
     path: str
-    wrk: WrkRun
+    runs: list[WrkRun]  # one per round
     samples: int  # every thread's samples
     main_samples: int  # the main thread's (the event loop's), busy and idle
     idle: int
@@ -154,7 +161,15 @@ class RouteProfile:
     categories: dict[str, int]
     top_frames: dict[str, list[tuple[str, int]]] = field(default_factory=dict)
     raw_file: str = ""
-    cpu_share: float | None = None  # the server's CPU time / wall time while sampled
+    cpu_share: float | None = None  # the server's CPU time / wall time while sampled (median)
+
+    @property
+    def requests_per_s(self) -> float:
+        return statistics.median(r.requests_per_s for r in self.runs)
+
+    @property
+    def p50_ms(self) -> float:
+        return statistics.median(r.p50_ms for r in self.runs)
 
     @property
     def idle_share(self) -> float:
@@ -165,16 +180,18 @@ class RouteProfile:
 
     def us_per_request(self, category: str) -> float:
         """The category's share of the main thread's wall time, per request."""
-        if not self.main_samples or not self.wrk.requests_per_s:
+        if not self.main_samples or not self.requests_per_s:
             return 0.0
         wall = self.categories.get(category, 0) / self.main_samples
-        return wall * 1e6 / self.wrk.requests_per_s
+        return wall * 1e6 / self.requests_per_s
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "route": self.route,
             "path": self.path,
-            "wrk": asdict(self.wrk),
+            "requests_per_s_median": self.requests_per_s,
+            "p50_ms_median": self.p50_ms,
+            "wrk_runs": [asdict(r) for r in self.runs],
             "samples": self.samples,
             "main_thread_samples": self.main_samples,
             "idle_samples": self.idle,
@@ -366,15 +383,22 @@ async def record(pid: int, seconds: int, rate: int, output: Path) -> None:
         )
 
 
-async def profile_route(
+@dataclass(frozen=True, slots=True)
+class _Sample:
+    run: WrkRun
+    cpu_share: float | None
+    raw: str
+
+
+async def sample_route(
     server: AppServer,
     pid: int,
-    route: str,
     path: str,
     headers: dict[str, str],
     config: ProfileConfig,
     raw_file: Path,
-) -> RouteProfile:
+) -> _Sample:
+    """Warm the route, then wrk on it while py-spy samples the server."""
     url = server.base_url + path
     async with httpx.AsyncClient(timeout=10.0) as http:
         for _ in range(20):  # the value cached in Redis and in the process
@@ -391,11 +415,22 @@ async def profile_route(
     finally:
         cpu_after, wall_after = cpu_seconds(pid), time.monotonic()
         run = await load
-    found = attribute(await asyncio.to_thread(_read, raw_file))
+    cpu = (
+        None
+        if cpu_before is None or cpu_after is None
+        else (cpu_after - cpu_before) / (wall_after - wall_before)
+    )
+    return _Sample(run, cpu, await asyncio.to_thread(_read, raw_file))
+
+
+def route_profile(route: str, path: str, samples: list[_Sample], raw_file: Path) -> RouteProfile:
+    """The rounds' samples pooled (their stacks attributed together), wrk's figures kept."""
+    found = attribute("\n".join(s.raw for s in samples))
+    shares = [s.cpu_share for s in samples if s.cpu_share is not None]
     return RouteProfile(
         route=route,
         path=path,
-        wrk=run,
+        runs=[s.run for s in samples],
         samples=found.samples,
         main_samples=found.main_samples,
         idle=found.idle,
@@ -403,9 +438,7 @@ async def profile_route(
         categories=dict(found.categories),
         top_frames=found.top(),
         raw_file=str(raw_file),
-        cpu_share=None
-        if cpu_before is None or cpu_after is None
-        else (cpu_after - cpu_before) / (wall_after - wall_before),
+        cpu_share=statistics.median(shares) if shares else None,
     )
 
 
@@ -456,14 +489,22 @@ async def run_profile(
                         raise RuntimeError("the service is not running")
                     pid = process.pid
                     paths = _paths(token)
-                    for route in config.routes:
-                        path, headers = paths[route]
-                        say(f"{route}: {path}, {config.duration} s sampled")
+                    samples: dict[str, list[_Sample]] = {r: [] for r in config.routes}
+                    for round_index in range(config.repeat):
+                        for route in config.routes:  # rounds in turn: drift spreads evenly
+                            path, headers = paths[route]
+                            say(
+                                f"round {round_index + 1}/{config.repeat}, {route}: {path}, "
+                                f"{config.duration} s sampled"
+                            )
+                            raw = workdir / f"{route}-{round_index}.txt"
+                            sample = await sample_route(server, pid, path, headers, config, raw)
+                            samples[route].append(sample)
+                    for route, taken in samples.items():
                         raw = raw_stem.with_name(f"{raw_stem.name}-{route}.txt")
                         raw.parent.mkdir(parents=True, exist_ok=True)
-                        profiles.append(
-                            await profile_route(server, pid, route, path, headers, config, raw)
-                        )
+                        raw.write_text("\n".join(s.raw.strip() for s in taken) + "\n")
+                        profiles.append(route_profile(route, paths[route][0], taken, raw))
                 finally:
                     await asyncio.to_thread(server.stop)
         finally:
@@ -479,10 +520,9 @@ def format_report(profiles: list[RouteProfile], label: str = "") -> str:
     for p in profiles:
         main_busy = p.busy / p.main_samples if p.main_samples else 0.0
         lines.append(
-            f"{label + ': ' if label else ''}{p.route} (GET {p.path.split('/api')[0]}"
-            f"/api{p.path.split('/api', 1)[1]}): {p.wrk.requests_per_s:.0f} req/s, "
-            f"p50 {p.wrk.p50_ms:.2f} ms; {p.samples} samples, {p.idle_share:.0%} idle (loop in "
-            f"C, or waiting); "
+            f"{label + ': ' if label else ''}{p.route} (GET {p.path}): "
+            f"{p.requests_per_s:.0f} req/s, p50 {p.p50_ms:.2f} ms (medians of {len(p.runs)}); "
+            f"{p.samples} samples, {p.idle_share:.0%} idle (loop in C, or waiting); "
             f"busy = {main_busy:.0%} of the main thread's samples"
             + ("" if p.cpu_share is None else f"; server CPU {p.cpu_share:.0%} of wall")
         )
@@ -511,6 +551,9 @@ def add_parser(commands: Any) -> None:
     parser.add_argument("--rate", type=int, default=defaults.rate, help="py-spy samples/s")
     parser.add_argument("--connections", type=int, default=defaults.connections)
     parser.add_argument(
+        "--repeat", type=int, default=defaults.repeat, help="rounds, their samples pooled"
+    )
+    parser.add_argument(
         "--routes", default=",".join(defaults.routes), help=f"of: {', '.join(ROUTES)}"
     )
     parser.add_argument(
@@ -531,6 +574,7 @@ def command(args: Any, database_url: str, results: Path) -> int:
         rate=args.rate,
         connections=args.connections,
         routes=routes,
+        repeat=max(1, args.repeat),
         source=args.source,
     )
     output = Path(args.output) if args.output else results / "http-profile.json"
@@ -552,7 +596,8 @@ def command(args: Any, database_url: str, results: Path) -> int:
         return 2
     print()
     print(
-        f"py-spy at {config.rate}/s for {config.duration} s per route under wrk -t"
+        f"py-spy at {config.rate}/s for {config.duration} s per route and round "
+        f"({config.repeat} rounds, samples pooled) under wrk -t"
         f"{config.threads} -c{config.connections}; % of busy samples (idle threads and the "
         f"event loop waiting left out), us/req = the category's share of the main thread's "
         f"samples x 1e6 / req/s"
