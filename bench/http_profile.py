@@ -42,7 +42,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -239,6 +239,17 @@ def parse_raw(text: str) -> list[tuple[str | None, list[Frame], int]]:
             frames.append((found["function"], found["file"]) if found else (part, ""))
         stacks.append((thread, frames, int(count)))
     return stacks
+
+
+def merge_raw(texts: Iterable[str]) -> str:
+    """Raw stacks of several recordings as one: each distinct stack once, its counts summed."""
+    counts: Counter[str] = Counter()
+    for text in texts:
+        for line in text.splitlines():
+            body, _, count = line.strip().rpartition(" ")
+            if body and count.isdigit():
+                counts[body] += int(count)
+    return "".join(f"{body} {count}\n" for body, count in counts.most_common())
 
 
 def is_idle(frames: list[Frame]) -> bool:
@@ -503,7 +514,7 @@ async def run_profile(
                     for route, taken in samples.items():
                         raw = raw_stem.with_name(f"{raw_stem.name}-{route}.txt")
                         raw.parent.mkdir(parents=True, exist_ok=True)
-                        raw.write_text("\n".join(s.raw.strip() for s in taken) + "\n")
+                        raw.write_text(merge_raw(s.raw for s in taken))
                         profiles.append(route_profile(route, paths[route][0], taken, raw))
                 finally:
                     await asyncio.to_thread(server.stop)
