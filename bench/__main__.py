@@ -11,6 +11,8 @@ stale reads across processes, per run).
 JSON, PNG), ``invalidation`` (L1 invalidation delay across two processes), ``workload`` (Zipf
 users through the services on PostgreSQL) and ``http`` (wrk against the service), then one
 summary of their checks. ``python -m bench profile``: pyinstrument over raw, L2 and L1 hits.
+``python -m bench http-profile``: py-spy on the service under wrk, where each cached route's
+time goes (``--source DIR``: the ogcache of another worktree).
 
 ``python -m bench changes``: writes made in PostgreSQL by raw SQL reaching the cache of
 ``ogcache serve --workers 2`` (commit-to-visible lag, change capture on and off), and the
@@ -36,7 +38,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from bench import changes, http_load, peers, workload
+from bench import changes, http_load, http_profile, peers, workload
 from bench import profile as hit_profile
 from bench._support import database_url, machine, redis_url
 from bench.consistency import CheckerResult, Mode, run_checker
@@ -467,6 +469,7 @@ def main(argv: list[str] | None = None) -> int:
     res.add_argument("--output", default=str(RESULTS / "resilience.json"))
     workload.add_parser(commands)
     http_load.add_parser(commands)
+    http_profile.add_parser(commands)
     peers.add_parser(commands)
     add_invalidation_parser(commands)
     changes.add_parser(commands)
@@ -483,6 +486,8 @@ def main(argv: list[str] | None = None) -> int:
         return workload.command(args, database_url(), RESULTS)
     if args.command == "http":
         return http_load.command(args, database_url(), RESULTS)
+    if args.command == "http-profile":
+        return http_profile.command(args, database_url(), RESULTS)
     if args.command == "changes":
         return changes.command(args, database_url(), RESULTS)
     if args.command == "peers":
