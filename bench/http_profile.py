@@ -477,7 +477,7 @@ async def run_profile(
     progress: Callable[[str], None] | None = None,
 ) -> list[RouteProfile]:
     """Start the service (one worker), profile each route; raw stacks to
-    ``{raw_stem}-{route}.txt``."""
+    ``{raw_stem}-{route}.stacks``."""
     if shutil.which("wrk") is None:
         raise RuntimeError(WRK_INSTALL)
     py_spy_binary()
@@ -512,7 +512,7 @@ async def run_profile(
                             sample = await sample_route(server, pid, path, headers, config, raw)
                             samples[route].append(sample)
                     for route, taken in samples.items():
-                        raw = raw_stem.with_name(f"{raw_stem.name}-{route}.txt")
+                        raw = raw_stem.with_name(f"{raw_stem.name}-{route}.stacks")
                         raw.parent.mkdir(parents=True, exist_ok=True)
                         raw.write_text(merge_raw(s.raw for s in taken))
                         profiles.append(route_profile(route, paths[route][0], taken, raw))

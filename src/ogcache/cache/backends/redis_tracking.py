@@ -187,6 +187,10 @@ class RedisTrackingFeed:
             reply = await connection.read_response()
             if not (isinstance(reply, list) and reply[:1] == [b"subscribe"]):
                 raise ConnectionError(f"unexpected reply to SUBSCRIBE: {reply!r}")
+            # From here every read passes its own timeout, and a PING is written at once:
+            # with a socket timeout redis-py sends through asyncio.wait_for, a task per PING
+            # (a quarter of a fenced request's time). A hung server is caught by the silence.
+            connection.socket_timeout = None
         except BaseException:  # failed or cancelled (a cache closed while subscribing)
             with contextlib.suppress(Exception):
                 await connection.disconnect()
