@@ -41,7 +41,8 @@ pytestmark = pytest.mark.slow
 
 WORKERS = 2
 CONNECTIONS = 16
-MIN_PER_WORKER = 4  # connections each worker must hold
+TARGET_PER_WORKER = 6  # connections each worker should hold (new ones until it does)
+MIN_PER_WORKER = 3  # and must hold
 ROUNDS = 30
 WARM_READS = 3  # per connection and round
 POLL_EVERY = 0.05  # after a violation: re-read until it clears, at most POLL_MAX
@@ -176,7 +177,7 @@ async def connections(service: Service) -> AsyncIterator[list[Connection]]:
         await asyncio.gather(*(c.identify() for c in opened))
         for _ in range(64):
             counts = {pid: sum(c.pid == pid for c in opened) for pid in service.pids}
-            short = [pid for pid, n in counts.items() if n < MIN_PER_WORKER]
+            short = [pid for pid, n in counts.items() if n < TARGET_PER_WORKER]
             if not short:
                 break
             extra = Connection(len(opened), _client(service.base))
@@ -189,8 +190,9 @@ async def connections(service: Service) -> AsyncIterator[list[Connection]]:
                 opened.append(extra)
             else:
                 await extra.http.aclose()
-        else:
-            raise AssertionError(f"connections not spread over the workers: {counts}")
+        counts = {pid: sum(c.pid == pid for c in opened) for pid in service.pids}
+        assert min(counts.values()) >= MIN_PER_WORKER, f"connections per worker: {counts}"
+        random.shuffle(opened)  # the writer of round r is connection r: on every worker
         for index, connection in enumerate(opened):
             connection.index = index
         yield opened
@@ -287,11 +289,33 @@ async def _read_everywhere(
         tally.violations.append(Violation(round_, connection.index, pid, text, after))
 
 
-def _finish(tally: Tally, connections: list[Connection]) -> None:
+async def _local_tiers(connections: list[Connection]) -> dict[int, dict[str, float]]:
+    """Each worker's in-process tier gauges, scraped on a connection it holds."""
+    tiers: dict[int, dict[str, float]] = {}
+    for connection in connections:
+        if connection.pid in tiers or connection.pid == 0:
+            continue
+        response = await connection.get("/metrics")
+        figures = {"hits": 0.0}
+        for line in response.text.splitlines():
+            name, _, value = line.partition(" ")
+            if name.startswith("ogcache_cache_local_hits_total") and value:
+                figures["hits"] += float(value)
+            elif name.startswith("ogcache_cache_local_") and value:
+                figures[name.removeprefix("ogcache_cache_local_")] = float(value)
+        tiers[connection.pid] = figures
+    return tiers
+
+
+async def _finish(tally: Tally, connections: list[Connection]) -> None:
+    """Report; fail on any violation, or if a worker's tier was not in use (a vacuous pass)."""
     tally.reconnects = sum(c.reconnects for c in connections)
-    print(f"\nSUMMARY {tally.summary()}")
+    tiers = await _local_tiers(connections)
+    spread = {pid: sum(c.pid == pid for c in connections) for pid in tiers}
+    print(f"\nSUMMARY {tally.summary()} connections per worker={spread} local tiers={tiers}")
     assert not tally.violations, f"{tally.summary()}\n{tally.examples()}"
     assert len(tally.worker_rounds) >= WORKERS, tally.summary()
+    assert all(tier.get("live") == 1 for tier in tiers.values()), tiers
 
 
 def _refused(response: httpx.Response) -> bool:
@@ -331,7 +355,7 @@ async def _token_rounds(
             return await reads[c.index % 2](c)
 
         await _read_everywhere(tally, round_, connections, read, _refused)
-    _finish(tally, connections)
+    await _finish(tally, connections)
 
 
 # --- (a) refusals --------------------------------------------------------------------------
@@ -421,7 +445,7 @@ async def test_b_a_profile_write_is_read_back_by_every_worker(
             return answer.status_code == 200 and answer.json()["preferences"].get("hw") == marker
 
         await _read_everywhere(tally, round_, connections, read, shows)
-    _finish(tally, connections)
+    await _finish(tally, connections)
 
 
 async def test_b_a_menu_price_change_is_read_back_by_every_worker(
@@ -457,7 +481,7 @@ async def test_b_a_menu_price_change_is_read_back_by_every_worker(
             await connections[0].request(
                 "PATCH", f"/api/menu/items/{item_id}", service.admin, {"price_1g": original}
             )
-    _finish(tally, connections)
+    await _finish(tally, connections)
 
 
 # --- (c) nothing crosses users ---------------------------------------------------------------
