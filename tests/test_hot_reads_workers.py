@@ -44,11 +44,11 @@ CONNECTIONS = 16
 TARGET_PER_WORKER = 6  # connections each worker should hold (new ones until it does)
 MIN_PER_WORKER = 3  # and must hold
 ROUNDS = 30
-WARM_READS = 3  # per connection and round
+WARM_READS = 2  # per connection and round (even connections: /me then the profile)
 POLL_EVERY = 0.05  # after a violation: re-read until it clears, at most POLL_MAX
 POLL_MAX = 2.0
 POLL_BUDGET = 8.0  # of polling per test, so that a broken guarantee still ends in time
-CROSS_WAVES = 40
+CROSS_WAVES = 30
 
 USER = "web_demo_alice"  # demo users of the seed (ogcache.db.demo_data)
 WRITER = "tg_100000001"
@@ -212,6 +212,7 @@ class Violation:
     round: int
     connection: int
     pid: int
+    writer_pid: int  # the worker that made the write; 0: this process (a revocation)
     answer: str
     cleared_after: float | None  # seconds; None: still wrong after POLL_MAX (or not polled)
 
@@ -255,11 +256,17 @@ async def _warm(connections: list[Connection], reads: list[Read], ok: Check) -> 
 
 
 async def _read_everywhere(
-    tally: Tally, round_: int, connections: list[Connection], read: Read, ok: Check
+    tally: Tally,
+    round_: int,
+    connections: list[Connection],
+    read: Read,
+    ok: Check,
+    writer: Connection | None,
 ) -> None:
     """Read on every connection at once; record the answers that do not show the write, and
     poll those connections until they do (at most POLL_MAX, within the test's budget)."""
     pids = [c.pid for c in connections]  # before reading: a reconnect resets it
+    writer_pid = 0 if writer is None else writer.pid
     answers = await asyncio.gather(*(read(c) for c in connections))
     tally.rounds += 1
     tally.reads += len(answers)
@@ -286,7 +293,8 @@ async def _read_everywhere(
     tally.polled += time.monotonic() - started
     for (connection, pid, answer), after in zip(wrong, cleared, strict=True):
         text = f"{answer.status_code} {answer.text[:160]}"
-        tally.violations.append(Violation(round_, connection.index, pid, text, after))
+        violation = Violation(round_, connection.index, pid, writer_pid, text, after)
+        tally.violations.append(violation)
 
 
 async def _local_tiers(connections: list[Connection]) -> dict[int, dict[str, float]]:
@@ -338,7 +346,7 @@ async def _token_rounds(
     service: Service,
     connections: list[Connection],
     user: Callable[[int], Awaitable[str]],
-    end: Callable[[int, Connection, str, uuid.UUID, str], Awaitable[None]],
+    end: Callable[[int, Connection, str, uuid.UUID, str], Awaitable[Connection | None]],
 ) -> None:
     """Rounds of (a): a fresh token of ``user(round)`` warmed everywhere, ended by ``end``,
     then read on every connection (even connections ``/me``, odd ones the profile)."""
@@ -349,12 +357,12 @@ async def _token_rounds(
         reads = _me_or_profile(user_id, token)
         await _warm(connections, reads, _ok)
         writer = connections[round_ % len(connections)]
-        await end(round_, writer, token, session_id, user_id)
+        wrote = await end(round_, writer, token, session_id, user_id)
 
         async def read(c: Connection, reads: list[Read] = reads) -> httpx.Response:
             return await reads[c.index % 2](c)
 
-        await _read_everywhere(tally, round_, connections, read, _refused)
+        await _read_everywhere(tally, round_, connections, read, _refused, wrote)
     await _finish(tally, connections)
 
 
@@ -367,9 +375,12 @@ async def test_a_logged_out_token_is_refused_by_every_worker_on_the_next_request
     async def user(_round: int) -> str:
         return USER
 
-    async def logout(_r: int, writer: Connection, token: str, _s: uuid.UUID, _u: str) -> None:
+    async def logout(
+        _r: int, writer: Connection, token: str, _s: uuid.UUID, _u: str
+    ) -> Connection | None:
         response = await writer.request("POST", "/api/auth/logout", token)
         assert response.status_code == 204, response.text
+        return writer
 
     await _token_rounds("logout", service, connections, user, logout)
 
@@ -394,8 +405,11 @@ async def test_a_revoked_session_is_refused_by_every_worker_on_the_next_request(
         async def user(_round: int) -> str:
             return USER
 
-        async def revoke(_r: int, _w: Connection, _t: str, session: uuid.UUID, _u: str) -> None:
+        async def revoke(
+            _r: int, _w: Connection, _t: str, session: uuid.UUID, _u: str
+        ) -> Connection | None:
             await admin_runtime.auth.revoke_session(session)
+            return None
 
         await _token_rounds("revoke", service, connections, user, revoke)
 
@@ -412,11 +426,14 @@ async def test_a_blocked_users_token_is_refused_by_every_worker_on_the_next_requ
         assert response.status_code == 200, response.text
         return user_id
 
-    async def block(_r: int, writer: Connection, _t: str, _s: uuid.UUID, user_id: str) -> None:
+    async def block(
+        _r: int, writer: Connection, _t: str, _s: uuid.UUID, user_id: str
+    ) -> Connection | None:
         response = await writer.request(
             "PATCH", f"/api/profiles/{user_id}", service.admin, {"is_blocked": True}
         )
         assert response.status_code == 200, response.text
+        return writer
 
     await _token_rounds("block", service, connections, user, block)
 
@@ -444,7 +461,7 @@ async def test_b_a_profile_write_is_read_back_by_every_worker(
         def shows(answer: httpx.Response, marker: str = marker) -> bool:
             return answer.status_code == 200 and answer.json()["preferences"].get("hw") == marker
 
-        await _read_everywhere(tally, round_, connections, read, shows)
+        await _read_everywhere(tally, round_, connections, read, shows, writer)
     await _finish(tally, connections)
 
 
@@ -475,7 +492,7 @@ async def test_b_a_menu_price_change_is_read_back_by_every_worker(
                 item = next(i for i in answer.json()["items"] if i["id"] == item_id)
                 return bool(item["price_1g"] == price)
 
-            await _read_everywhere(tally, round_, connections, read, shows)
+            await _read_everywhere(tally, round_, connections, read, shows, writer)
     finally:  # later tests may read the menu
         with contextlib.suppress(httpx.HTTPError):
             await connections[0].request(
