@@ -16,13 +16,16 @@ the delivery delay, for reads that must see every change made before they began.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Protocol, runtime_checkable
 
-__all__ = ["InvalidationFeed", "InvalidationSource", "OnChange"]
+__all__ = ["Guard", "InvalidationFeed", "InvalidationSource", "OnChange"]
 
 OnChange = Callable[[Sequence[str] | None], None]
 """Called with the keys that changed, or ``None`` for "anything may have changed"."""
+
+Guard = Callable[[Callable[[], Awaitable[bool]]], Awaitable[bool]]
+"""Runs a call of the store: raises ``BackendError`` to refuse it."""
 
 
 class InvalidationFeed(Protocol):
@@ -37,9 +40,11 @@ class InvalidationFeed(Protocol):
         """Begin listening (from a running event loop); idempotent."""
         ...
 
-    async def fence(self) -> bool:
+    async def fence(self, guard: Guard | None = None) -> bool:
         """Return once every change the store applied before this call has been reported;
-        ``False`` if that cannot be known (not live, or the connection was lost meanwhile)."""
+        ``False`` if that cannot be known (not live, the connection lost meanwhile, or
+        ``guard`` refused). Concurrent callers share one round trip, which ``guard`` runs as
+        one call of the store (the circuit breaker's admission and timing)."""
         ...
 
     async def close(self) -> None:

@@ -9,7 +9,7 @@ tier never serves, and the namespace says so once in the log.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from contextvars import ContextVar, Token
 from dataclasses import dataclass
 from types import TracebackType
@@ -17,7 +17,7 @@ from typing import Any
 
 from ogcache.cache.backend import CacheBackend
 from ogcache.cache.failures import logger
-from ogcache.cache.invalidation import InvalidationFeed, InvalidationSource
+from ogcache.cache.invalidation import Guard, InvalidationFeed, InvalidationSource
 from ogcache.cache.local import LocalStats, LocalTier
 from ogcache.cache.missing import Missing
 from ogcache.cache.namespace import Namespace
@@ -55,8 +55,6 @@ class ReadScope:
 
 
 _scope: ContextVar[ReadScope | None] = ContextVar("ogcache_read_scope", default=None)
-
-Guard = Callable[[Callable[[], Awaitable[bool]]], Awaitable[bool]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,11 +118,7 @@ class L1:
         feed = self._feed
         if scope is None or feed is None or id(feed) in scope.fenced:
             return True
-        try:
-            fenced = await (feed.fence() if self._guard is None else self._guard(feed.fence))
-        except Exception:  # the breaker holds reads back: serve from the store path
-            return False
-        if not fenced:
+        if not await feed.fence(self._guard):
             return False
         scope.fenced.add(id(feed))
         return feed.live

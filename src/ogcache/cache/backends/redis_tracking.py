@@ -34,7 +34,8 @@ from typing import Any, Final
 from redis.asyncio.connection import AbstractConnection
 from redis.exceptions import RedisError
 
-from ogcache.cache.invalidation import OnChange
+from ogcache.cache.exceptions import BackendError
+from ogcache.cache.invalidation import Guard, OnChange
 
 __all__ = ["ConnectionFactory", "RedisTrackingFeed"]
 
@@ -77,6 +78,8 @@ class RedisTrackingFeed:
         # Live while now < _live_until (refreshed by every message of every connection).
         self._live_until = 0.0
         self._heard: dict[str, float] = {}
+        self._pinged: dict[str, float] = {}  # when each connection was last sent a PING
+        self._doubted: dict[str, float] = {}  # when its silence passed max_silence
         self.reconnects = 0
         self.messages = 0
         self._down = False
@@ -86,13 +89,14 @@ class RedisTrackingFeed:
     def live(self) -> bool:
         return time.monotonic() < self._live_until
 
-    async def fence(self) -> bool:
+    async def fence(self, guard: Guard | None = None) -> bool:
         """Wait until every change applied by Redis before this call has been reported here;
-        ``False`` (at once, or when the connection is lost meanwhile) if it cannot be."""
+        ``False`` (at once, or when the connection is lost meanwhile) if it cannot be.
+        ``guard`` runs each round as one call of the store (see ``InvalidationFeed``)."""
         rounds = self._rounds
         if rounds is None or not self.live:
             return False
-        return await rounds.join()
+        return await rounds.join(guard)
 
     def start(self, on_change: OnChange) -> None:
         if self._task is None:
@@ -155,6 +159,7 @@ class RedisTrackingFeed:
                 )
             now = time.monotonic()
             self._heard = dict.fromkeys(connections, now)
+            self._pinged, self._doubted = dict.fromkeys(connections, 0.0), {}
             self._refresh_live()
             self._rounds = rounds = _Rounds(connections)
             readers = {
@@ -169,6 +174,7 @@ class RedisTrackingFeed:
                         task.result()  # a reader only ends by raising
                     if set(self._nodes()) != set(connections):
                         raise ConnectionError("the primaries changed")
+                    await self._keep_alive(connections)
             finally:
                 self._rounds = None
                 rounds.end()
@@ -208,30 +214,36 @@ class RedisTrackingFeed:
         await _expect(connection, b"OK")
 
     async def _relay(self, address: str, connection: AbstractConnection) -> None:
-        pinged = False
+        """Read and act on every message (no timeout per read: :meth:`_keep_alive` watches
+        for silence, once a heartbeat, instead of a timer around each of many reads)."""
         while True:
-            message: Any = await connection.read_response(timeout=self._heartbeat)
-            now = time.monotonic()
-            if message is None:  # quiet for a heartbeat
-                if not pinged:
-                    await self._ping(address, connection)
-                    pinged = True
-                if now - self._heard[address] <= self._max_silence:
-                    continue
-                # Silent too long, or this event loop could not run us for that long (a
-                # blocking stretch elsewhere): one more heartbeat for the PING's answer.
-                message = await connection.read_response(timeout=self._heartbeat)
-                if message is None:
-                    raise TimeoutError(f"{address} silent for {self._max_silence} s")
-                now = time.monotonic()
-            self._heard[address] = now
-            pinged = False
+            message: Any = await connection.read_response()
+            self._heard[address] = time.monotonic()
             self._refresh_live()
             if isinstance(message, list) and message[:2] == [b"message", self._channel]:
                 self.messages += 1
                 self._changed(self._keys(message[2]))
             elif message == _PONG and self._rounds is not None:
                 self._rounds.answered(address)
+
+    async def _keep_alive(self, connections: dict[str, AbstractConnection]) -> None:
+        """Once a heartbeat: PING a connection quiet for a heartbeat (once per quiet spell);
+        one silent past ``max_silence`` gets one more heartbeat (this event loop may have been
+        blocked, its answer unread), then the subscription starts over."""
+        now = time.monotonic()
+        for address, connection in connections.items():
+            heard = self._heard[address]
+            if now - heard < self._heartbeat:
+                continue
+            if self._pinged[address] < heard:
+                self._pinged[address] = now
+                await self._ping(address, connection)
+            elif now - heard > self._max_silence:
+                doubted = self._doubted.get(address)
+                if doubted is None or doubted < heard:
+                    self._doubted[address] = now
+                elif now - doubted >= self._heartbeat:
+                    raise TimeoutError(f"{address} silent for {self._max_silence} s")
 
     async def _ping(self, address: str, connection: AbstractConnection) -> None:
         if self._rounds is not None:
@@ -256,10 +268,12 @@ class _Rounds:
         self._asked = asyncio.Event()
         self._done = asyncio.Event()
         self._targets: dict[str, int] = {}
+        self._guard: Guard | None = None
 
-    async def join(self) -> bool:
+    async def join(self, guard: Guard | None) -> bool:
         waiter = asyncio.get_running_loop().create_future()
         self._waiting.append(waiter)
+        self._guard = guard
         self._asked.set()
         return bool(await waiter)
 
@@ -270,17 +284,24 @@ class _Rounds:
             await self._asked.wait()
             self._asked.clear()
             self._flight, self._waiting = self._waiting, []
-            self._done.clear()
-            targets = {}
-            for address, connection in self._connections.items():
-                self.sent[address] += 1
-                targets[address] = self.sent[address]
-                await _send(connection, "PING")
-            self._targets = targets
-            self._check()
-            await self._done.wait()
-            _settle(self._flight, True)
+            try:
+                fenced = await (self._round() if self._guard is None else self._guard(self._round))
+            except BackendError:  # the guard holds reads back (the breaker is not closed)
+                fenced = False
+            _settle(self._flight, fenced)
             self._flight = []
+
+    async def _round(self) -> bool:
+        self._done.clear()
+        targets = {}
+        for address, connection in self._connections.items():
+            self.sent[address] += 1
+            targets[address] = self.sent[address]
+            await _send(connection, "PING")
+        self._targets = targets
+        self._check()
+        await self._done.wait()
+        return True
 
     def answered(self, address: str) -> None:
         self._answers[address] += 1
