@@ -311,6 +311,8 @@ class _Rounds:
         answers = self._answers
         if self._targets and all(answers[a] >= n for a, n in self._targets.items()):
             self._targets = {}
+            _settle(self._flight, True)  # here, not a loop turn later in run()
+            self._flight = []
             self._done.set()
 
     def end(self) -> None:
