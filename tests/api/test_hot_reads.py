@@ -481,3 +481,39 @@ async def test_a_request_id_sent_is_echoed_on_an_answer_from_memory(
     response = await client.get(ALICES, headers={**alice, "X-Request-ID": "hot-read-id-42"})
     assert probe.runs == runs
     assert response.headers["x-request-id"] == "hot-read-id-42"
+
+
+# --- 4. a request served from the cache opens no database connection ------------------------
+
+
+@redis_stack
+@pytest.mark.parametrize("tier", ["in-process", "redis"])
+async def test_a_request_served_from_the_cache_opens_no_database_connection(
+    seeded: Runtime, alice: dict[str, str], tier: str
+) -> None:
+    """From the in-process tier (before the router) and from Redis (through the routes: the
+    tier off), a cached read checks out no connection from the database pool."""
+    from sqlalchemy import event
+
+    off = {"local_ttl_auth": 0, "local_ttl_profile": 0, "local_ttl_menu": 0}
+    settings = seeded.settings.model_copy(update=off if tier == "redis" else {})
+    async with Runtime.open(settings) as runtime, client_for(create_app(runtime=runtime)) as http:
+        for _ in range(3):  # cached now (and in the tier, once its feed is live)
+            for path, headers in ((MENU, None), (ME, alice), (ALICES, alice)):
+                assert (await http.get(path, headers=headers)).status_code == 200
+        await asyncio.sleep(0.5)
+        checkouts: list[object] = []
+        pool_events = runtime.engine.sync_engine.pool
+        listener = lambda *args: checkouts.append(args)  # noqa: E731
+        event.listen(pool_events, "checkout", listener)
+        try:
+            for _ in range(20):
+                for path, headers in ((MENU, None), (ME, alice), (ALICES, alice)):
+                    assert (await http.get(path, headers=headers)).status_code == 200
+        finally:
+            event.remove(pool_events, "checkout", listener)
+        assert checkouts == []
+        stats = runtime.cache.stats()
+        assert stats["menu"].hits >= 20
+        if tier == "redis":
+            assert sum(s.local_hits for s in stats.values()) == 0

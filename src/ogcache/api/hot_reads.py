@@ -26,7 +26,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ogcache.api.deps import VERIFIED, is_admin_token
 from ogcache.api.routes import auth, menu, profiles
-from ogcache.cache.l1 import ReadScope
+from ogcache.cache import ReadScope
 from ogcache.runtime import Runtime
 from ogcache.schemas import USER_ID_PATTERN, AuthIdentity
 

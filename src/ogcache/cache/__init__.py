@@ -32,7 +32,7 @@ from ogcache.cache.exceptions import (
     DecodeError,
     InvalidKeyError,
 )
-from ogcache.cache.l1 import LocalSettings
+from ogcache.cache.l1 import LocalSettings, ReadScope
 from ogcache.cache.local import LocalStats
 from ogcache.cache.missing import MISSING, Missing
 from ogcache.cache.namespace import Namespace
@@ -76,6 +76,7 @@ __all__ = [
     "Namespace",
     "NamespaceStatsSnapshot",
     "Policy",
+    "ReadScope",
     "RedisBackend",
     "VerifierSettings",
     "backend_schemes",
