@@ -95,6 +95,6 @@ async def test_a_tiny_run_attributes_every_busy_sample(postgres_url: str, tmp_pa
     (menu,) = profiles
     assert menu.runs[0].requests > 0
     assert menu.busy > 0
-    assert (tmp_path / "p-menu.txt").read_text().strip()
+    assert (tmp_path / "p-menu.stacks").read_text().strip()
     assert sum(menu.share(name) for name in CATEGORIES) == pytest.approx(1.0)
     assert "total" in format_report(profiles)

@@ -518,3 +518,22 @@ async def test_while_the_breaker_holds_reads_back_a_read_scope_does_not_wait_on_
         assert len(calls) == 2
     finally:
         server.resume()
+
+
+async def test_a_closed_feed_connection_turns_the_tier_off_at_once(
+    own_server: tuple[RedisProcess, Cache],
+) -> None:
+    """Not a heartbeat later: the feed's other task (its fence rounds) never ends, so the
+    subscription must wake on the first of its tasks to end, not on all of them."""
+    server, cache = own_server
+    load, _ = counter_loader()
+    await warm(cache, "k", load)
+    feed = cache.l1.feed
+    assert feed is not None
+    server.stop()  # the server has exited: its sockets are closed, the EOF is there to read
+    turns = 0
+    while feed.live:
+        await asyncio.sleep(0)
+        turns += 1
+        assert turns < 1_000, "still live: the lost connection was not noticed"
+    assert len(cache.l1.tier) == 0

@@ -169,7 +169,9 @@ class RedisTrackingFeed:
             readers.add(asyncio.create_task(rounds.run(), name="feed fences"))
             try:
                 while True:
-                    done, _ = await asyncio.wait(readers, timeout=self._heartbeat)
+                    done, _ = await asyncio.wait(
+                        readers, timeout=self._heartbeat, return_when=asyncio.FIRST_COMPLETED
+                    )
                     for task in done:
                         task.result()  # a reader only ends by raising
                     if set(self._nodes()) != set(connections):
