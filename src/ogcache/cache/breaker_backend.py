@@ -324,6 +324,10 @@ class BreakerBackend:
         self._answered(start)
         return result
 
+    def admits_reads(self) -> bool:
+        """Whether a read may go to the store now (the breaker closed, not settling)."""
+        return self.breaker.admits(read=True)
+
     async def guarded_read(self, call: Callable[[], Awaitable[T]]) -> T:
         """A read of the store made outside this wrapper (the invalidation feed's fence),
         admitted, timed and counted as one: a slow or stalled Redis opens the breaker from it

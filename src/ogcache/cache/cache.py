@@ -82,8 +82,7 @@ class Cache(Administration):
             )
         self._store = store
         self._stats: dict[str, NamespaceStats] = {}
-        guard = None if self._guarded is None else self._guarded.guarded_read
-        self._l1 = L1(backend, f"{prefix}:", local, guard)
+        self._l1 = L1(backend, f"{prefix}:", local, self._guarded)
         failures = Failures(
             interval=policy.error_log_interval, max_value_bytes=policy.max_value_bytes
         )

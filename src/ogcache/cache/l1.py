@@ -16,6 +16,7 @@ from types import TracebackType
 from typing import Any
 
 from ogcache.cache.backend import CacheBackend
+from ogcache.cache.breaker_backend import BreakerBackend
 from ogcache.cache.failures import logger
 from ogcache.cache.invalidation import Guard, InvalidationFeed, InvalidationSource
 from ogcache.cache.local import LocalStats, LocalTier
@@ -68,18 +69,28 @@ class LocalSettings:
 class L1:
     """The in-process tier in front of one store, for the keys under ``prefix``."""
 
-    __slots__ = ("_feed", "_guard", "_refused", "_started", "_store_name", "enabled", "tier")
+    __slots__ = (
+        "_admits",
+        "_feed",
+        "_guard",
+        "_refused",
+        "_started",
+        "_store_name",
+        "enabled",
+        "tier",
+    )
 
     def __init__(
         self,
         store: CacheBackend,
         prefix: str,
         settings: LocalSettings | None,
-        guard: Guard | None = None,
+        breaker: BreakerBackend | None = None,
     ) -> None:
         """``settings=None`` turns the tier off: every namespace is served from the store.
-        ``guard`` runs each fence as a read of the store (the circuit breaker's admission and
-        timing), so a slow Redis slows no request through the fence for long."""
+        With a ``breaker`` each fence round is a read of the store (admitted and timed), and
+        while the breaker holds reads back no request waits for a fence: a slow Redis slows
+        requests through the fence for one round at most."""
         bounds = settings or LocalSettings()
         self.tier = LocalTier(max_entries=bounds.max_entries, max_bytes=bounds.max_bytes)
         self._feed: InvalidationFeed | None = None
@@ -87,7 +98,8 @@ class L1:
         if self.enabled and isinstance(store, InvalidationSource):
             self._feed = store.invalidation_feed(prefix)
         self._store_name = store.name
-        self._guard = guard
+        self._guard: Guard | None = None if breaker is None else breaker.guarded_read
+        self._admits = None if breaker is None else breaker.admits_reads
         self._started = False
         self._refused: set[str] = set()
 
@@ -118,6 +130,8 @@ class L1:
         feed = self._feed
         if scope is None or feed is None or id(feed) in scope.fenced:
             return True
+        if self._admits is not None and not self._admits():
+            return False
         if not await feed.fence(self._guard):
             return False
         scope.fenced.add(id(feed))
