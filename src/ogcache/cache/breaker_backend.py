@@ -324,6 +324,11 @@ class BreakerBackend:
         self._answered(start)
         return result
 
+    @property
+    def slow_after(self) -> float:
+        """Seconds after which an answer counts as slow (``slow_call_threshold``)."""
+        return self._slow_after
+
     def admits_reads(self) -> bool:
         """Whether a read may go to the store now (the breaker closed, not settling)."""
         return self.breaker.admits(read=True)

@@ -40,11 +40,11 @@ class InvalidationFeed(Protocol):
         """Begin listening (from a running event loop); idempotent."""
         ...
 
-    async def fence(self, guard: Guard | None = None) -> bool:
+    async def fence(self, guard: Guard | None = None, patience: float | None = None) -> bool:
         """Return once every change the store applied before this call has been reported;
-        ``False`` if that cannot be known (not live, the connection lost meanwhile, or
-        ``guard`` refused). Concurrent callers share one round trip, which ``guard`` runs as
-        one call of the store (the circuit breaker's admission and timing)."""
+        ``False`` if that cannot be known (not live, the connection lost meanwhile, ``guard``
+        refused, or no answer within ``patience`` seconds). Concurrent callers share one round
+        trip, which ``guard`` runs as one call of the store (the breaker's admission, timing)."""
         ...
 
     async def close(self) -> None:

@@ -73,6 +73,7 @@ class L1:
         "_admits",
         "_feed",
         "_guard",
+        "_patience",
         "_refused",
         "_started",
         "_store_name",
@@ -88,9 +89,9 @@ class L1:
         breaker: BreakerBackend | None = None,
     ) -> None:
         """``settings=None`` turns the tier off: every namespace is served from the store.
-        With a ``breaker`` each fence round is a read of the store (admitted and timed), and
-        while the breaker holds reads back no request waits for a fence: a slow Redis slows
-        requests through the fence for one round at most."""
+        With a ``breaker`` each fence round is a read of the store (admitted and timed), no
+        request waits for one while the breaker holds reads back, nor longer than its slow-call
+        threshold: past it the request reads the store, which the breaker guards."""
         bounds = settings or LocalSettings()
         self.tier = LocalTier(max_entries=bounds.max_entries, max_bytes=bounds.max_bytes)
         self._feed: InvalidationFeed | None = None
@@ -100,6 +101,7 @@ class L1:
         self._store_name = store.name
         self._guard: Guard | None = None if breaker is None else breaker.guarded_read
         self._admits = None if breaker is None else breaker.admits_reads
+        self._patience = None if breaker is None else (breaker.slow_after or None)  # 0: off
         self._started = False
         self._refused: set[str] = set()
 
@@ -132,7 +134,7 @@ class L1:
             return True
         if self._admits is not None and not self._admits():
             return False
-        if not await feed.fence(self._guard):
+        if not await feed.fence(self._guard, self._patience):
             return False
         scope.fenced.add(id(feed))
         return feed.live

@@ -89,14 +89,14 @@ class RedisTrackingFeed:
     def live(self) -> bool:
         return time.monotonic() < self._live_until
 
-    async def fence(self, guard: Guard | None = None) -> bool:
+    async def fence(self, guard: Guard | None = None, patience: float | None = None) -> bool:
         """Wait until every change applied by Redis before this call has been reported here;
         ``False`` (at once, or when the connection is lost meanwhile) if it cannot be.
-        ``guard`` runs each round as one call of the store (see ``InvalidationFeed``)."""
+        ``guard`` and ``patience``: see ``InvalidationFeed.fence``."""
         rounds = self._rounds
         if rounds is None or not self.live:
             return False
-        return await rounds.join(guard)
+        return await rounds.join(guard, patience)
 
     def start(self, on_change: OnChange) -> None:
         if self._task is None:
@@ -271,11 +271,13 @@ class _Rounds:
         self._done = asyncio.Event()
         self._targets: dict[str, int] = {}
         self._guard: Guard | None = None
+        self._patience: float | None = None
+        self._loop = asyncio.get_running_loop()
 
-    async def join(self, guard: Guard | None) -> bool:
+    async def join(self, guard: Guard | None, patience: float | None) -> bool:
         waiter = asyncio.get_running_loop().create_future()
         self._waiting.append(waiter)
-        self._guard = guard
+        self._guard, self._patience = guard, patience
         self._asked.set()
         return bool(await waiter)
 
@@ -286,12 +288,22 @@ class _Rounds:
             await self._asked.wait()
             self._asked.clear()
             self._flight, self._waiting = self._waiting, []
+            patience = self._patience
+            timer = None if patience is None else self._loop.call_later(patience, self._give_up)
             try:
                 fenced = await (self._round() if self._guard is None else self._guard(self._round))
             except BackendError:  # the guard holds reads back (the breaker is not closed)
                 fenced = False
-            _settle(self._flight, fenced)
-            self._flight = []
+            finally:
+                if timer is not None:
+                    timer.cancel()
+            self._give_up(fenced)
+
+    def _give_up(self, fenced: bool = False) -> None:
+        """Tell the round's waiters now (``False`` past their patience: they read the store
+        instead, which the breaker guards); the round goes on, its answers counted."""
+        _settle(self._flight, fenced)
+        self._flight = []
 
     async def _round(self) -> bool:
         self._done.clear()
