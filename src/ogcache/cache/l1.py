@@ -31,14 +31,15 @@ class ReadScope:
     reflect every change the store applied before the first such read, in every process.
 
     The first read waits for its feed's fence (one round trip, shared with concurrent
-    scopes); later reads in the block go ahead. Outside any scope a read may lag a change
-    made in another process by the feed's delivery delay (``docs/local-cache.md``).
+    scopes); later reads in the block go ahead, or, if the fence failed, read the store
+    without trying again. Outside any scope a read may lag a change made in another process
+    by the feed's delivery delay (``docs/local-cache.md``).
     """
 
     __slots__ = ("_token", "fenced")
 
     def __init__(self) -> None:
-        self.fenced: set[int] = set()  # id() of the feeds fenced in this scope
+        self.fenced: dict[int, bool] = {}  # id() of a feed -> whether its fence held
         self._token: Token[ReadScope | None] | None = None
 
     def __enter__(self) -> ReadScope:
@@ -130,14 +131,16 @@ class L1:
             return False
         scope = _scope.get()
         feed = self._feed
-        if scope is None or feed is None or id(feed) in scope.fenced:
+        if scope is None or feed is None:
             return True
-        if self._admits is not None and not self._admits():
-            return False
-        if not await feed.fence(self._guard, self._patience):
-            return False
-        scope.fenced.add(id(feed))
-        return feed.live
+        known = scope.fenced.get(id(feed))
+        if known is not None:  # fenced (or given up on) once per scope
+            return known and feed.live
+        fenced = (self._admits is None or self._admits()) and await feed.fence(
+            self._guard, self._patience
+        )
+        scope.fenced[id(feed)] = fenced
+        return fenced and feed.live
 
     def _changed_elsewhere(self, keys: Sequence[str] | None) -> None:
         if keys is None:
