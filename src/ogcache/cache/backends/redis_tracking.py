@@ -272,9 +272,12 @@ class _Rounds:
         self._targets: dict[str, int] = {}
         self._guard: Guard | None = None
         self._patience: float | None = None
+        self._overdue = False
         self._loop = asyncio.get_running_loop()
 
     async def join(self, guard: Guard | None, patience: float | None) -> bool:
+        if self._overdue:  # the round under way is past its patience: none will come soon
+            return False
         waiter = asyncio.get_running_loop().create_future()
         self._waiting.append(waiter)
         self._guard, self._patience = guard, patience
@@ -289,7 +292,7 @@ class _Rounds:
             self._asked.clear()
             self._flight, self._waiting = self._waiting, []
             patience = self._patience
-            timer = None if patience is None else self._loop.call_later(patience, self._give_up)
+            timer = None if patience is None else self._loop.call_later(patience, self._overrun)
             try:
                 fenced = await (self._round() if self._guard is None else self._guard(self._round))
             except BackendError:  # the guard holds reads back (the breaker is not closed)
@@ -297,13 +300,17 @@ class _Rounds:
             finally:
                 if timer is not None:
                     timer.cancel()
-            self._give_up(fenced)
+            self._overdue = False
+            _settle(self._flight, fenced)
+            self._flight = []
 
-    def _give_up(self, fenced: bool = False) -> None:
-        """Tell the round's waiters now (``False`` past their patience: they read the store
-        instead, which the breaker guards); the round goes on, its answers counted."""
-        _settle(self._flight, fenced)
-        self._flight = []
+    def _overrun(self) -> None:
+        """The round is past its callers' patience: they, those waiting for the next round,
+        and any caller until it ends get ``False`` (and read the store, which the breaker
+        guards); the round goes on, its answers counted."""
+        self._overdue = True
+        _settle(self._flight + self._waiting, False)
+        self._flight, self._waiting = [], []
 
     async def _round(self) -> bool:
         self._done.clear()
