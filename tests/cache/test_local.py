@@ -435,8 +435,8 @@ async def test_a_read_scope_waits_for_one_fence_whatever_it_reads(
     fences: list[bool] = []
     fence = feed.fence
 
-    async def counted(guard: Any = None, patience: float | None = None) -> bool:
-        fences.append(await fence(guard, patience))
+    async def counted(patience: float | None = None) -> bool:
+        fences.append(await fence(patience))
         return fences[-1]
 
     feed.fence = counted  # type: ignore[method-assign]

@@ -333,12 +333,6 @@ class BreakerBackend:
         """Whether a read may go to the store now (the breaker closed, not settling)."""
         return self.breaker.admits(read=True)
 
-    async def guarded_read(self, call: Callable[[], Awaitable[T]]) -> T:
-        """A read of the store made outside this wrapper (the invalidation feed's fence),
-        admitted, timed and counted as one: a slow or stalled Redis opens the breaker from it
-        too, and while the breaker is not closed it raises :class:`CircuitOpenError`."""
-        return await self._guard(call, read=True)
-
     def _answered(self, start: float) -> None:
         """A call sent at ``start`` was answered: in time, or late (see ``_answered_late``)."""
         end = _now()

@@ -16,16 +16,13 @@ the delivery delay, for reads that must see every change made before they began.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from typing import Protocol, runtime_checkable
 
-__all__ = ["Guard", "InvalidationFeed", "InvalidationSource", "OnChange"]
+__all__ = ["InvalidationFeed", "InvalidationSource", "OnChange"]
 
 OnChange = Callable[[Sequence[str] | None], None]
 """Called with the keys that changed, or ``None`` for "anything may have changed"."""
-
-Guard = Callable[[Callable[[], Awaitable[bool]]], Awaitable[bool]]
-"""Runs a call of the store: raises ``BackendError`` to refuse it."""
 
 
 class InvalidationFeed(Protocol):
@@ -40,11 +37,10 @@ class InvalidationFeed(Protocol):
         """Begin listening (from a running event loop); idempotent."""
         ...
 
-    async def fence(self, guard: Guard | None = None, patience: float | None = None) -> bool:
+    async def fence(self, patience: float | None = None) -> bool:
         """Return once every change the store applied before this call has been reported;
-        ``False`` if that cannot be known (not live, the connection lost meanwhile, ``guard``
-        refused, or no answer within ``patience`` seconds). Concurrent callers share one round
-        trip, which ``guard`` runs as one call of the store (the breaker's admission, timing)."""
+        ``False`` if that cannot be known (not live, the connection lost meanwhile, or no
+        answer within ``patience`` seconds). Concurrent callers share one round trip."""
         ...
 
     async def close(self) -> None:

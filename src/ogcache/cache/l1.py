@@ -18,7 +18,7 @@ from typing import Any
 from ogcache.cache.backend import CacheBackend
 from ogcache.cache.breaker_backend import BreakerBackend
 from ogcache.cache.failures import logger
-from ogcache.cache.invalidation import Guard, InvalidationFeed, InvalidationSource
+from ogcache.cache.invalidation import InvalidationFeed, InvalidationSource
 from ogcache.cache.local import LocalStats, LocalTier
 from ogcache.cache.missing import Missing
 from ogcache.cache.namespace import Namespace
@@ -73,7 +73,6 @@ class L1:
     __slots__ = (
         "_admits",
         "_feed",
-        "_guard",
         "_patience",
         "_refused",
         "_started",
@@ -90,9 +89,9 @@ class L1:
         breaker: BreakerBackend | None = None,
     ) -> None:
         """``settings=None`` turns the tier off: every namespace is served from the store.
-        With a ``breaker`` each fence round is a read of the store (admitted and timed), no
-        request waits for one while the breaker holds reads back, nor longer than its slow-call
-        threshold: past it the request reads the store, which the breaker guards."""
+        With a ``breaker`` no request waits for a fence while the breaker holds reads back,
+        nor longer than its slow-call threshold: past it the request reads the store, which
+        the breaker guards (and learns the store's slowness from)."""
         bounds = settings or LocalSettings()
         self.tier = LocalTier(max_entries=bounds.max_entries, max_bytes=bounds.max_bytes)
         self._feed: InvalidationFeed | None = None
@@ -100,7 +99,6 @@ class L1:
         if self.enabled and isinstance(store, InvalidationSource):
             self._feed = store.invalidation_feed(prefix)
         self._store_name = store.name
-        self._guard: Guard | None = None if breaker is None else breaker.guarded_read
         self._admits = None if breaker is None else breaker.admits_reads
         self._patience = None if breaker is None else (breaker.slow_after or None)  # 0: off
         self._started = False
@@ -136,9 +134,7 @@ class L1:
         known = scope.fenced.get(id(feed))
         if known is not None:  # fenced (or given up on) once per scope
             return known and feed.live
-        fenced = (self._admits is None or self._admits()) and await feed.fence(
-            self._guard, self._patience
-        )
+        fenced = (self._admits is None or self._admits()) and await feed.fence(self._patience)
         scope.fenced[id(feed)] = fenced
         return fenced and feed.live
 

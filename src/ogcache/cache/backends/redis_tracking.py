@@ -34,8 +34,7 @@ from typing import Any, Final
 from redis.asyncio.connection import AbstractConnection
 from redis.exceptions import RedisError
 
-from ogcache.cache.exceptions import BackendError
-from ogcache.cache.invalidation import Guard, OnChange
+from ogcache.cache.invalidation import OnChange
 
 __all__ = ["ConnectionFactory", "RedisTrackingFeed"]
 
@@ -89,14 +88,14 @@ class RedisTrackingFeed:
     def live(self) -> bool:
         return time.monotonic() < self._live_until
 
-    async def fence(self, guard: Guard | None = None, patience: float | None = None) -> bool:
+    async def fence(self, patience: float | None = None) -> bool:
         """Wait until every change applied by Redis before this call has been reported here;
-        ``False`` (at once, or when the connection is lost meanwhile) if it cannot be.
-        ``guard`` and ``patience``: see ``InvalidationFeed.fence``."""
+        ``False`` (at once, or when the connection is lost meanwhile, or past ``patience``
+        seconds) if it cannot be."""
         rounds = self._rounds
         if rounds is None or not self.live:
             return False
-        return await rounds.join(guard, patience)
+        return await rounds.join(patience)
 
     def start(self, on_change: OnChange) -> None:
         if self._task is None:
@@ -270,17 +269,16 @@ class _Rounds:
         self._asked = asyncio.Event()
         self._done = asyncio.Event()
         self._targets: dict[str, int] = {}
-        self._guard: Guard | None = None
         self._patience: float | None = None
         self._overdue = False
         self._loop = asyncio.get_running_loop()
 
-    async def join(self, guard: Guard | None, patience: float | None) -> bool:
+    async def join(self, patience: float | None) -> bool:
         if self._overdue:  # the round under way is past its patience: none will come soon
             return False
         waiter = asyncio.get_running_loop().create_future()
         self._waiting.append(waiter)
-        self._guard, self._patience = guard, patience
+        self._patience = patience
         self._asked.set()
         return bool(await waiter)
 
@@ -294,9 +292,7 @@ class _Rounds:
             patience = self._patience
             timer = None if patience is None else self._loop.call_later(patience, self._overrun)
             try:
-                fenced = await (self._round() if self._guard is None else self._guard(self._round))
-            except BackendError:  # the guard holds reads back (the breaker is not closed)
-                fenced = False
+                fenced = await self._round()
             finally:
                 if timer is not None:
                     timer.cancel()
