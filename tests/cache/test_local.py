@@ -450,6 +450,10 @@ async def test_a_read_scope_waits_for_one_fence_whatever_it_reads(
             await cache.get_local(NS, "k")
     assert fences == [True]
     assert cache.stats()[NS.name].local_hits >= 30
+    with ReadScope():  # a key the tier does not hold: one read of Redis, no fence before it
+        await cache.get_or_load(NS, "not-held", load)
+        await cache.get_entries([(NS, "also-not-held")])
+    assert fences == [True]
 
 
 async def test_concurrent_fences_share_rounds_and_each_sees_earlier_changes(

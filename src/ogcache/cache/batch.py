@@ -36,8 +36,8 @@ async def read_entries(
     wanted = list(range(len(entries)))
     tokens: dict[int, int] = {}
     if any(namespace.local_ttl for namespace, _ in entries):
-        live = {ns.name: await parts.l1.ready(ns) for ns, _ in entries if ns.local_ttl}
-        wanted, tokens = _from_local(parts, stats_for, (entries, fulls), values, live, count)
+        live = {ns.name: parts.l1.live(ns) for ns, _ in entries if ns.local_ttl}
+        wanted, tokens = await _from_local(parts, stats_for, (entries, fulls), values, live, count)
         if not wanted:
             return values
     asked = {entries[index][0].name: entries[index][0] for index in wanted}.values()
@@ -82,7 +82,7 @@ async def read_entries(
     return values
 
 
-def _from_local(
+async def _from_local(
     parts: Parts,
     stats_for: StatsFor,
     keys: tuple[Entries, list[str]],
@@ -97,7 +97,7 @@ def _from_local(
     tokens: dict[int, int] = {}
     for index, ((namespace, key), full) in enumerate(zip(entries, fulls, strict=True)):
         if live.get(namespace.name):
-            held = parts.l1.get(full)
+            held = await parts.l1.hit(full)
             if held is not MISSING:
                 stats = stats_for(namespace)
                 stats.local_hits += count

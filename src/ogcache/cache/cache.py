@@ -305,9 +305,9 @@ class Cache(Administration):
         return MISSING if held is MISSING else (None if held[0] is None else held[1])
 
     async def _local(self, namespace: Namespace[Any], key: str) -> tuple[Any, bytes] | Missing:
-        if not namespace.local_ttl or not await self._l1.ready(namespace):
+        if not namespace.local_ttl or not self._l1.live(namespace):
             return MISSING
-        held = self._l1.get(f"{self.prefix}:{namespace.stored_prefix}{key}")
+        held = await self._l1.hit(f"{self.prefix}:{namespace.stored_prefix}{key}")
         if held is not MISSING:
             self._count(namespace, self._stats_for(namespace), key, hit=True, local=True)
         return held
@@ -324,8 +324,8 @@ class Cache(Administration):
         stats = self._stats_for(namespace)
         full = f"{self.prefix}:{namespace.stored_prefix}{key}"
         token = None
-        if namespace.local_ttl and await self._l1.ready(namespace):
-            held = self._l1.get(full)
+        if namespace.local_ttl and self._l1.live(namespace):
+            held = await self._l1.hit(full)
             if held is not MISSING:
                 self._count(namespace, stats, key, hit=True, local=True)
                 return held

@@ -20,7 +20,7 @@ from ogcache.cache.breaker_backend import BreakerBackend
 from ogcache.cache.failures import logger
 from ogcache.cache.invalidation import InvalidationFeed, InvalidationSource
 from ogcache.cache.local import LocalStats, LocalTier
-from ogcache.cache.missing import Missing
+from ogcache.cache.missing import MISSING, Missing
 from ogcache.cache.namespace import Namespace
 
 __all__ = ["L1", "LocalSettings", "ReadScope"]
@@ -123,30 +123,31 @@ class L1:
             feed.start(self._changed_elsewhere)
         return feed.live
 
-    async def ready(self, namespace: Namespace[Any]) -> bool:
-        """:meth:`live`, and inside a :class:`ReadScope` fenced once for the scope."""
-        if not self.live(namespace):
-            return False
+    async def hit(self, full: str) -> tuple[Any, bytes] | Missing:
+        """The value and its bytes if the tier holds them and may serve them now: inside a
+        :class:`ReadScope`, after the scope's fence (once per scope, and only for a value the
+        tier holds, so a miss goes to the store with no extra round trip). Call after
+        :meth:`live`."""
+        if self.tier.get(full) is MISSING or not await self._fenced():
+            return MISSING
+        return self.tier.get(full)  # type: ignore[no-any-return]  # again: after the fence
+
+    async def _fenced(self) -> bool:
         scope = _scope.get()
         feed = self._feed
         if scope is None or feed is None:
             return True
         known = scope.fenced.get(id(feed))
-        if known is not None:  # fenced (or given up on) once per scope
-            return known and feed.live
-        fenced = (self._admits is None or self._admits()) and await feed.fence(self._patience)
-        scope.fenced[id(feed)] = fenced
-        return fenced and feed.live
+        if known is None:  # fenced (or given up on) once per scope
+            known = (self._admits is None or self._admits()) and await feed.fence(self._patience)
+            scope.fenced[id(feed)] = known
+        return known and feed.live
 
     def _changed_elsewhere(self, keys: Sequence[str] | None) -> None:
         if keys is None:
             self.tier.flush()
         else:
             self.tier.invalidate(keys)
-
-    def get(self, full: str) -> tuple[Any, bytes] | Missing:
-        """The value and its encoded bytes (``get_or_load_encoded`` answers with those)."""
-        return self.tier.get(full)  # type: ignore[no-any-return]
 
     def token(self, full: str) -> int:
         return self.tier.token(full)
